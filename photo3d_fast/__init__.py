@@ -1,0 +1,47 @@
+"""photo3d_fast: one photo in, a 3D parallax clip out.
+
+Public API (everything else may change):
+
+- ``render_clip(image_path, out_path, **options) -> Path``: the whole pipeline.
+- ``render_views(image, depth, K, poses, size=None, layers=2, kernels="auto")``: render
+  novel views of a photo with known depth and cameras.
+- building blocks: ``load_image``, ``estimate_disparity``, ``build_ldi``, ``Renderer``,
+  ``make_path``/``preset_path``/``CameraPath``, ``VideoWriter``, the config dataclasses,
+  and ``Photo3DError`` (bad input or options).
+"""
+
+__version__ = "0.1.0"
+
+from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
+from .depth import estimate_disparity
+from .encode import PngFrameWriter, VideoWriter
+from .errors import Photo3DError
+from .io import load_depth_map, load_image
+from .ldi import LDI, build_ldi
+from .paths import CameraPath, make_path, preset_path
+from .pipeline import render_clip
+from .render import Renderer, render_views
+from .scene import disparity_to_depth, intrinsics_from_fov
+
+__all__ = [
+    "CameraPath",
+    "EncodeConfig",
+    "LDI",
+    "PathConfig",
+    "Photo3DError",
+    "PngFrameWriter",
+    "RenderConfig",
+    "Renderer",
+    "SceneConfig",
+    "VideoWriter",
+    "build_ldi",
+    "disparity_to_depth",
+    "estimate_disparity",
+    "intrinsics_from_fov",
+    "load_depth_map",
+    "load_image",
+    "make_path",
+    "preset_path",
+    "render_clip",
+    "render_views",
+]

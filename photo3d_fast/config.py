@@ -1,0 +1,132 @@
+"""Options as frozen dataclasses, shared by the CLI, the Python API and batch manifests.
+
+The CLI is a thin layer that builds these; every default lives here and only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Field of view across the image's longer side, in degrees, when neither ``--fov`` nor
+#: EXIF says otherwise. 55 degrees is a 35 mm-equivalent focal length of about 35 mm,
+#: the typical phone main camera.
+DEFAULT_FOV_DEG = 55.0
+
+#: The disparity of a learned or cue-based model is affine-invariant: only its order and
+#: ratios mean something. It is mapped so that its robust maximum lands at ``near`` and
+#: its robust minimum at ``far`` (scene units). Camera motion is expressed in the same
+#: units, so ``near = 1`` makes ``amount`` read as "fraction of the nearest distance".
+DEFAULT_NEAR = 1.0
+DEFAULT_FAR = 10.0
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How the photo's pixels become 3D points.
+
+    fov: field of view across the longer image side, degrees; None means "EXIF focal
+        length if the photo has one, else DEFAULT_FOV_DEG".
+    near, far: z-depth (scene units) that the nearest and farthest disparity map to.
+    """
+
+    fov: float | None = None
+    near: float = DEFAULT_NEAR
+    far: float = DEFAULT_FAR
+
+    def __post_init__(self) -> None:
+        from .errors import Photo3DError
+
+        if self.fov is not None and not (1.0 <= self.fov <= 170.0):
+            raise Photo3DError(f"--fov {self.fov} is out of range; give degrees between 1 and 170")
+        if not (0 < self.near < self.far):
+            raise Photo3DError(
+                f"near={self.near} and far={self.far} must satisfy 0 < near < far (scene units)"
+            )
+
+
+@dataclass(frozen=True)
+class PathConfig:
+    """The camera motion of a clip.
+
+    preset: a preset name (see ``photo3d_fast.paths.PRESETS``) or the path of a JSON file
+        of keyframes.
+    duration: seconds; fps: frames per second. The clip has round(duration * fps) frames.
+    amount: parallax strength; 1.0 moves the camera by a few percent of the nearest
+        distance, which shifts near against far content by about 3% of the image width.
+    focus: z-depth (scene units) of the plane that stays still while the camera moves;
+        None picks the depth at the median disparity (``paths.default_focus``).
+    """
+
+    preset: str = "swing"
+    duration: float = 5.0
+    fps: float = 30.0
+    amount: float = 1.0
+    focus: float | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return max(1, int(round(self.duration * self.fps)))
+
+    def __post_init__(self) -> None:
+        from .errors import Photo3DError
+
+        if not (self.duration > 0):
+            raise Photo3DError(f"--duration {self.duration} must be a positive number of seconds")
+        if not (0 < self.fps <= 240):
+            raise Photo3DError(f"--fps {self.fps} must be in (0, 240]")
+        if self.duration * self.fps > 100_000:
+            raise Photo3DError(
+                f"{self.duration} s at {self.fps} fps is over 100000 frames; shorten the clip"
+            )
+        if not (0 <= self.amount <= 20):
+            raise Photo3DError(f"--amount {self.amount} must be between 0 and 20")
+        if self.focus is not None and not (self.focus > 0):
+            raise Photo3DError(f"--focus {self.focus} must be a positive depth")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How frames are rendered.
+
+    size: (W, H) of the output in pixels; None keeps the photo's size.
+    layers: LDI layers (1 = no back layer; 2 is the default; more peel nested occlusions).
+    kernels: "auto" | "torch" | "triton" | "cuda"; auto picks the fastest available.
+    device: "auto" | "cpu" | "cuda" | "cuda:N".
+    """
+
+    size: tuple[int, int] | None = None
+    layers: int = 2
+    kernels: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        from .errors import Photo3DError
+
+        if not (1 <= self.layers <= 8):
+            raise Photo3DError(f"--layers {self.layers} must be between 1 and 8")
+        if self.size is not None:
+            w, h = self.size
+            if not (16 <= w <= 16384 and 16 <= h <= 16384):
+                raise Photo3DError(
+                    f"--size {w}x{h} is out of range; width and height must be 16..16384 pixels"
+                )
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """How frames become a video file (ffmpeg from imageio-ffmpeg).
+
+    codec: ffmpeg encoder name; crf: constant rate factor (lower = better, 18 is visually
+    lossless for x264); encoder_preset: x264/x265 speed preset; pix_fmt: output pixel format.
+    """
+
+    codec: str = "libx264"
+    crf: int = 18
+    encoder_preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+
+    def __post_init__(self) -> None:
+        from .errors import Photo3DError
+
+        if not (0 <= self.crf <= 51):
+            raise Photo3DError(f"--crf {self.crf} must be between 0 and 51")
