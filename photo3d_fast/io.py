@@ -1,0 +1,174 @@
+"""Reading photos and depth maps, with one clear error for each way they can be wrong.
+
+Photos come out as (H, W, 3) uint8 sRGB with the EXIF orientation applied; grayscale,
+palette, RGBA (alpha dropped), CMYK and 16-bit inputs are converted. Depth maps come
+out as (H, W) float32 at the photo's size, with NaN/inf (and zeros, for z-depth) filled
+from their valid neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import Photo3DError, warn
+
+#: Smallest and largest photo we accept. The smallest is where a parallax clip stops
+#: making sense; the largest keeps the LDI of a full-resolution photo within a GPU's memory.
+MIN_SIDE = 16
+MAX_SIDE = 16384
+MAX_PIXELS = 150_000_000
+
+#: The 35 mm frame's diagonal, the reference of "35 mm-equivalent" focal lengths.
+_FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """rgb: (H, W, 3) uint8 sRGB; exif_fov: field of view across the longer side in
+    degrees from the EXIF 35 mm-equivalent focal length, or None."""
+
+    rgb: np.ndarray
+    exif_fov: float | None = None
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    if not path.exists():
+        raise Photo3DError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise Photo3DError(f"{what} {str(path)!r} is a directory, not a file")
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        im = Image.open(path)
+        im.load()
+    except PermissionError:
+        raise Photo3DError(f"cannot read {what} {str(path)!r}: permission denied") from None
+    except UnidentifiedImageError:
+        raise Photo3DError(
+            f"{what} {str(path)!r} is not an image Pillow can read (JPEG, PNG, WebP, TIFF, BMP...)"
+        ) from None
+    except Image.DecompressionBombError:
+        raise Photo3DError(f"{what} {str(path)!r} is larger than the {MAX_PIXELS // 10**6} MP limit") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise Photo3DError(f"{what} {str(path)!r} is truncated or corrupt: {e}") from None
+    return im
+
+
+def _exif_fov(im: Image.Image, width: int, height: int) -> float | None:
+    try:
+        f35 = im.getexif().get_ifd(0x8769).get(0xA405)  # Exif IFD: FocalLengthIn35mmFilm
+    except Exception:  # malformed EXIF is common and never a reason to fail
+        return None
+    if not f35 or float(f35) <= 0:
+        return None
+    # 35 mm-equivalent focal lengths are defined by the diagonal; take the longer side's share.
+    long_mm = _FULL_FRAME_DIAGONAL_MM * max(width, height) / math.hypot(width, height)
+    return math.degrees(2.0 * math.atan(long_mm / (2.0 * float(f35))))
+
+
+def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else (1.0 if a.max() <= 1.0 else 255.0)
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, LA, P, RGBA, CMYK, YCbCr...; alpha is dropped
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def load_image(path: str | Path) -> Photo:
+    """Read a photo file. Raises Photo3DError for anything that is not a usable photo."""
+    path = Path(path)
+    im = _open(path, "image")
+    w, h = im.size
+    exif_fov = _exif_fov(im, w, h)
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:
+        pass  # a broken orientation tag: keep the pixels as stored
+    w, h = im.size
+    if min(w, h) < MIN_SIDE:
+        raise Photo3DError(f"image {str(path)!r} is {w}x{h}; photos must be at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    if max(w, h) > MAX_SIDE or w * h > MAX_PIXELS:
+        raise Photo3DError(
+            f"image {str(path)!r} is {w}x{h}; the limit is {MAX_SIDE} pixels a side and "
+            f"{MAX_PIXELS // 10**6} MP; downscale it first"
+        )
+    return Photo(_to_uint8_rgb(im), exif_fov)
+
+
+def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (h, w) float map to shape (H, W) (area-averaged when shrinking)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(values, np.float32))[None, None]
+    shrink = shape[0] < values.shape[0] and shape[1] < values.shape[1]
+    out = F.interpolate(t, size=shape, mode="area" if shrink else "bilinear", align_corners=None if shrink else False)
+    return out[0, 0].numpy()
+
+
+def _read_depth_array(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if not path.exists():
+            raise Photo3DError(f"depth map {str(path)!r} does not exist")
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise Photo3DError(f"depth map {str(path)!r} is not a readable .npy array: {e}") from None
+        if not np.issubdtype(a.dtype, np.number):
+            raise Photo3DError(f"depth map {str(path)!r} holds {a.dtype}, not numbers")
+        return a.astype(np.float32)
+    if suffix == ".exr":
+        raise Photo3DError(
+            f"depth map {str(path)!r}: .exr is not supported; save it as a 16-bit PNG or a .npy array"
+        )
+    im = _open(path, "depth map")
+    if im.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
+        warn(f"depth map {str(path)!r} is in color ({im.mode}); using its luminance")
+        im = im.convert("L")
+    return np.asarray(im, dtype=np.float32)
+
+
+def load_depth_map(path: str | Path, shape: tuple[int, int], kind: str = "disparity") -> np.ndarray:
+    """Read a user depth map and bring it to the photo's (H, W).
+
+    kind: "disparity" (larger = nearer, any affine scale: what depth models and most
+    tools write) or "depth" (z-depth, larger = farther, must be positive).
+    Accepts 8/16-bit grayscale images (PNG, TIFF) and .npy arrays of shape (h, w) or
+    (h, w, 1). Returns (H, W) float32 in the file's own units, invalid pixels repaired.
+    """
+    if kind not in ("disparity", "depth"):
+        raise Photo3DError(f"depth kind {kind!r} must be 'disparity' or 'depth'")
+    path = Path(path)
+    a = _read_depth_array(path)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim != 2 or min(a.shape) < 1:
+        raise Photo3DError(f"depth map {str(path)!r} has shape {a.shape}; expected a 2D (H, W) map")
+    valid = np.isfinite(a)
+    if kind == "depth":
+        valid &= a > 0
+    if not valid.any():
+        raise Photo3DError(
+            f"depth map {str(path)!r} has no valid value (all NaN/inf{' or <= 0' if kind == 'depth' else ''})"
+        )
+    if not valid.all():
+        bad = int((~valid).sum())
+        warn(f"depth map {str(path)!r}: {bad} invalid pixels (NaN/inf{'/<=0' if kind == 'depth' else ''}) filled from neighbours")
+        from .pushpull import push_pull_fill
+
+        a = push_pull_fill(np.where(valid, a, 0.0).astype(np.float32), valid)
+    if a.shape != tuple(shape):
+        warn(
+            f"depth map is {a.shape[1]}x{a.shape[0]} but the image is {shape[1]}x{shape[0]}; "
+            "it was resized to match"
+        )
+        a = resize_map(a, shape)
+    return a.astype(np.float32)

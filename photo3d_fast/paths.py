@@ -1,0 +1,248 @@
+"""Camera paths: presets and keyframe files, as camera-to-world matrices.
+
+Conventions (ARCHITECTURE.md): OpenCV camera (x right, y down, z forward); the world frame
+is the photo's camera; each pose is a camera-to-world 4x4 matrix. Every preset starts at
+the identity, so frame 0 shows the photo itself. Distances are scene units; the motion
+radius is ``amount`` times a base fraction of ``near`` (the depth of the nearest content),
+so the same ``amount`` gives the same parallax whatever scale the depth map has.
+
+A path also carries a per-frame ``zoom``: the focal-length multiplier of the rendered
+camera (1 = the photo's). Only dolly-zoom and keyframe files change it.
+
+Presets (s runs over the clip; looping presets end one step before they return to start,
+so a clip plays as a seamless loop):
+
+- ``swing``: side to side on a sine, looking at the focus point. Loops.
+- ``circle``: an ellipse through the start point (wide in x, half as tall), looking at the
+  focus point. Loops.
+- ``dolly``: forward into the scene and back. Loops.
+- ``zoom`` (alias ``ken-burns``): a one-way push in with a slight pan and eased ends.
+- ``vertigo`` (alias ``dolly-zoom``): forward and back while the focal length shrinks so
+  the focus plane keeps its size and the background seems to stretch. Loops.
+
+Keyframe file (JSON)::
+
+    {"loop": false,
+     "keyframes": [
+        {"t": 0.0, "position": [0, 0, 0]},
+        {"t": 0.5, "position": [0.05, -0.02, 0.1], "look_at": [0, 0, 3], "zoom": 1.1},
+        {"t": 1.0, "position": [0, 0, 0.2], "rotation": [0, 2, 0]}]}
+
+``t`` is the fraction of the clip (0..1, increasing); ``position`` is in scene units and
+is multiplied by ``amount``; orientation is ``look_at`` (a world point) or ``rotation``
+(x, y, z Euler angles in degrees, applied in that order), default straight ahead;
+``zoom`` defaults to 1. Positions and angles are interpolated with Catmull-Rom splines,
+zoom linearly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import PathConfig
+from .errors import Photo3DError
+
+#: Lateral motion radius at amount=1, as a fraction of the near depth. At 55 degrees of
+#: field of view this shifts near against far content by about 3% of the image width.
+BASE_RADIUS = 0.035
+#: Forward travel at amount=1, as a fraction of the near depth.
+BASE_DOLLY = 0.2
+
+PRESETS = ("swing", "circle", "dolly", "zoom", "vertigo")
+ALIASES = {"ken-burns": "zoom", "kenburns": "zoom", "dolly-zoom": "vertigo", "dollyzoom": "vertigo"}
+
+
+@dataclass(frozen=True)
+class CameraPath:
+    """poses: (N, 4, 4) float64 camera-to-world; zoom: (N,) float64 focal multipliers."""
+
+    poses: np.ndarray
+    zoom: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.poses)
+
+    def max_translation(self) -> float:
+        """Largest camera displacement from the photo's camera along the path (scene units)."""
+        return float(np.linalg.norm(self.poses[:, :3, 3], axis=1).max())
+
+
+def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Camera-to-world rotation (3, 3) of a camera at ``position`` looking at ``target``.
+
+    World "up" is -y (OpenCV y points down), so the camera keeps its horizon level.
+    """
+    forward = np.asarray(target, np.float64) - np.asarray(position, np.float64)
+    norm = np.linalg.norm(forward)
+    if norm < 1e-12:
+        return np.eye(3)
+    z = forward / norm
+    x = np.cross(z, np.array([0.0, -1.0, 0.0]))
+    if np.linalg.norm(x) < 1e-9:  # looking straight up or down: any horizontal x will do
+        x = np.array([1.0, 0.0, 0.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    return np.stack([x, y, z], axis=1)
+
+
+def euler_xyz(degrees: np.ndarray) -> np.ndarray:
+    """Rotation (3, 3) from x, y, z Euler angles in degrees, applied x first."""
+    ax, ay, az = np.radians(np.asarray(degrees, np.float64))
+    cx, sx, cy, sy, cz, sz = math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay), math.cos(az), math.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _poses(positions: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    n = len(positions)
+    poses = np.tile(np.eye(4), (n, 1, 1))
+    poses[:, :3, :3] = rotations
+    poses[:, :3, 3] = positions
+    return poses
+
+
+def _smoothstep(s: np.ndarray) -> np.ndarray:
+    return s * s * (3.0 - 2.0 * s)
+
+
+def preset_path(name: str, n_frames: int, amount: float, near: float, focus: float) -> CameraPath:
+    """A preset path of ``n_frames`` poses. ``near``/``focus``: scene depths (see module doc)."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in PRESETS:
+        raise Photo3DError(
+            f"unknown path preset {name!r}; choose one of {', '.join(PRESETS)} "
+            f"(aliases: {', '.join(ALIASES)}) or give a .json keyframe file"
+        )
+    if n_frames < 1:
+        raise Photo3DError(f"a path needs at least one frame, got {n_frames}")
+    r = BASE_RADIUS * amount * near
+    # Never dolly through the nearest content (nor past the focus plane for dolly-zoom).
+    d = min(BASE_DOLLY * amount * near, 0.8 * near, 0.5 * focus)
+    loop = np.arange(n_frames) / n_frames * 2.0 * math.pi
+    once = _smoothstep(np.linspace(0.0, 1.0, n_frames))
+    zeros = np.zeros(n_frames)
+    zoom = np.ones(n_frames)
+    target = np.array([0.0, 0.0, focus])
+    if key == "swing":
+        pos = np.stack([r * np.sin(loop), zeros, zeros], axis=1)
+    elif key == "circle":
+        pos = np.stack([r * np.sin(loop), 0.5 * r * (1.0 - np.cos(loop)), zeros], axis=1)
+    elif key == "dolly":
+        pos = np.stack([zeros, zeros, d * 0.5 * (1.0 - np.cos(loop))], axis=1)
+    elif key == "zoom":
+        pos = np.stack([0.25 * d * once, zeros, d * once], axis=1)
+    else:  # vertigo: keep the focus plane's magnification fx * zoom / (focus - z) constant
+        z = d * 0.5 * (1.0 - np.cos(loop))
+        pos = np.stack([zeros, zeros, z], axis=1)
+        zoom = (focus - z) / focus
+    if key in ("swing", "circle"):
+        rots = np.stack([look_at(p, target) for p in pos])
+    else:
+        rots = np.tile(np.eye(3), (n_frames, 1, 1))
+    return CameraPath(_poses(pos, rots), zoom)
+
+
+def _catmull_rom(ts: np.ndarray, values: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Centripetal-free (uniform) Catmull-Rom through (ts, values) evaluated at s.
+
+    ts: (K,) increasing; values: (K, D); s: (N,) -> (N, D). Ends are clamped, so the
+    curve starts and ends exactly at the first and last keyframes.
+    """
+    if len(ts) == 1:
+        return np.repeat(values[:1], len(s), axis=0)
+    i = np.clip(np.searchsorted(ts, s, side="right") - 1, 0, len(ts) - 2)
+    t0, t1 = ts[i], ts[i + 1]
+    u = np.clip((s - t0) / np.maximum(t1 - t0, 1e-12), 0.0, 1.0)[:, None]
+    p0 = values[np.maximum(i - 1, 0)]
+    p1, p2 = values[i], values[i + 1]
+    p3 = values[np.minimum(i + 2, len(ts) - 1)]
+    u2, u3 = u * u, u * u * u
+    return 0.5 * (
+        2 * p1 + (-p0 + p2) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u2 + (-p0 + 3 * p1 - 3 * p2 + p3) * u3
+    )
+
+
+def keyframe_path(path: str | Path, n_frames: int, amount: float) -> CameraPath:
+    """A path interpolated from a JSON keyframe file (format in the module docstring)."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Photo3DError(f"keyframe file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise Photo3DError(f"cannot read keyframe file {str(path)!r}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise Photo3DError(f"keyframe file {str(path)!r} is not valid JSON: {e}") from None
+    frames = spec.get("keyframes") if isinstance(spec, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise Photo3DError(f"keyframe file {str(path)!r} needs a non-empty list under \"keyframes\"")
+
+    ts, positions, orient, zooms = [], [], [], []
+    kinds = set()
+    for k, f in enumerate(frames):
+        where = f"keyframe {k} of {str(path)!r}"
+        try:
+            t = float(f.get("t", k / max(1, len(frames) - 1)))
+            pos = np.asarray(f.get("position", [0.0, 0.0, 0.0]), np.float64).reshape(3)
+            zoom = float(f.get("zoom", 1.0))
+            if "look_at" in f:
+                kinds.add("look_at")
+                orient.append(np.asarray(f["look_at"], np.float64).reshape(3))
+            else:
+                kinds.add("rotation")
+                orient.append(np.asarray(f.get("rotation", [0.0, 0.0, 0.0]), np.float64).reshape(3))
+        except (AttributeError, TypeError, ValueError):
+            raise Photo3DError(
+                f"{where} must be an object with numbers: t, position [x,y,z], "
+                "look_at [x,y,z] or rotation [deg,deg,deg], zoom"
+            ) from None
+        if not (0.0 <= t <= 1.0) or (ts and t <= ts[-1]):
+            raise Photo3DError(f"{where}: t={t} must be in [0, 1] and increase from keyframe to keyframe")
+        if not (0.05 <= zoom <= 20.0):
+            raise Photo3DError(f"{where}: zoom={zoom} must be between 0.05 and 20")
+        ts.append(t)
+        positions.append(pos * amount)
+        zooms.append(zoom)
+    if len(kinds) > 1:
+        raise Photo3DError(f"keyframes of {str(path)!r} mix look_at and rotation; use one kind for all")
+
+    ts_a = np.asarray(ts)
+    loop = bool(spec.get("loop", False))
+    s = np.arange(n_frames) / n_frames if loop else np.linspace(0.0, 1.0, n_frames)
+    s = np.clip(s, ts_a[0], ts_a[-1])
+    pos = _catmull_rom(ts_a, np.stack(positions), s)
+    ori = _catmull_rom(ts_a, np.stack(orient), s)
+    if "look_at" in kinds:
+        rots = np.stack([look_at(p, o) for p, o in zip(pos, ori)])
+    else:
+        rots = np.stack([euler_xyz(o) for o in ori])
+    zoom = np.interp(s, ts_a, np.asarray(zooms))
+    return CameraPath(_poses(pos, rots), zoom)
+
+
+def default_focus(depth: np.ndarray) -> float:
+    """The focus depth used when none is given: the depth at the median disparity.
+
+    Half of the scene (by disparity) then moves one way and half the other, which keeps
+    the holes at the image border smallest for look-at presets.
+    """
+    z = np.asarray(depth, np.float64)
+    z = z[np.isfinite(z) & (z > 0)]
+    if z.size == 0:
+        return 1.0
+    return float(1.0 / np.median(1.0 / z))
+
+
+def make_path(config: PathConfig, near: float, focus: float) -> CameraPath:
+    """The path of ``config``: a preset name, or a ``.json`` keyframe file."""
+    n = config.n_frames
+    if config.preset.lower().endswith(".json"):
+        return keyframe_path(config.preset, n, config.amount)
+    return preset_path(config.preset, n, config.amount, near, config.focus or focus)
