@@ -1,0 +1,173 @@
+"""The ``photo3d`` command: a thin layer over the Python API.
+
+A user error (Photo3DError) is one line on stderr and exit status 2; Ctrl-C exits 130
+after the writers have removed their partial files; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_NEAR, EncodeConfig, PathConfig, RenderConfig
+from .errors import Photo3DError
+from .paths import ALIASES, PRESETS
+
+DESCRIPTION = """\
+Turn one photo into a 3D parallax clip.
+
+photo3d reads depth out of the photo, builds a layered depth image whose back layer is
+inpainted where the foreground hid it, and renders a camera moving through that scene
+into an H.264 .mp4.
+
+Depth: by default an embedded cue-based estimator (vertical position, defocus, haze,
+edge-aware smoothing) that needs no weights and no network. It is a fallback: learned
+models (Depth Anything V2, MiDaS) give much better depth, and a depth map of your own
+can be given with --depth FILE.
+"""
+
+RENDER_EXAMPLES = f"""\
+examples:
+  photo3d render photo.jpg -o clip.mp4
+  photo3d render photo.jpg -o clip.mp4 --path circle --amount 1.5 --duration 4
+  photo3d render photo.jpg -o clip.mp4 --depth photo_depth.png --size 1280x720
+  photo3d render --sample -o sample.mp4           # the bundled photo, no input needed
+
+path presets: {", ".join(PRESETS)} (aliases: {", ".join(f"{a}={p}" for a, p in ALIASES.items())}),
+or a .json keyframe file (format: photo3d_fast/paths.py). Every preset starts at the
+photo's own view; swing, circle, dolly and vertigo loop seamlessly.
+
+scene units: the nearest content sits at --near (default {DEFAULT_NEAR:g}) and the farthest
+at --far (default {DEFAULT_FAR:g}); --amount 1 moves the camera by a few percent of --near.
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
+    return w, h
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="photo3d", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"photo3d_fast {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser(
+        "render",
+        help="render a parallax clip of a photo",
+        description="Render a parallax clip of a photo.",
+        epilog=RENDER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
+    r.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
+    r.add_argument("-o", "--output", type=Path, help="output .mp4/.mov/.mkv (default: IMAGE name with .mp4, here)")
+    motion = r.add_argument_group("motion")
+    motion.add_argument("--path", default=PathConfig.preset, metavar="PRESET|FILE.json",
+                        help=f"camera path (default {PathConfig.preset})")
+    motion.add_argument("--duration", type=float, default=PathConfig.duration, help="seconds (default %(default)g)")
+    motion.add_argument("--fps", type=float, default=PathConfig.fps, help="frames per second (default %(default)g)")
+    motion.add_argument("--amount", type=float, default=PathConfig.amount,
+                        help="parallax strength; 1 shifts near against far by ~3%% of the width (default %(default)g)")
+    motion.add_argument("--focus", type=float, help="depth that stays still (default: the median-disparity depth)")
+    scene = r.add_argument_group("scene")
+    scene.add_argument("--depth", default="auto", metavar="auto|cues|FILE",
+                       help="depth source: auto (best available), cues (embedded), or a depth map "
+                            "(8/16-bit PNG or TIFF, .npy) (default auto)")
+    scene.add_argument("--depth-kind", choices=("disparity", "depth"), default="disparity",
+                       help="how to read a depth-map file: disparity (white = near, any scale) or "
+                            "depth (z-depth, larger = farther) (default disparity)")
+    scene.add_argument("--fov", type=float,
+                       help=f"field of view across the longer side, degrees (default: EXIF focal length, else {DEFAULT_FOV_DEG:g})")
+    scene.add_argument("--near", type=float, default=DEFAULT_NEAR, help="depth of the nearest content (default %(default)g)")
+    scene.add_argument("--far", type=float, default=DEFAULT_FAR, help="depth of the farthest content (default %(default)g)")
+    out = r.add_argument_group("output")
+    out.add_argument("--size", type=_size, metavar="WxH", help="output size (default: the photo's); other aspect ratios are center-cropped")
+    out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
+    out.add_argument("--crf", type=int, default=EncodeConfig.crf, help="x264 quality, lower is better (default %(default)d)")
+    out.add_argument("--encoder-preset", default=EncodeConfig.encoder_preset,
+                     help="x264 speed preset, ultrafast..veryslow (default %(default)s)")
+    eng = r.add_argument_group("engine")
+    eng.add_argument("--layers", type=int, default=RenderConfig.layers, help="LDI layers, 1..8 (default %(default)d)")
+    eng.add_argument("--kernels", default=RenderConfig.kernels, choices=("auto", "torch", "triton", "cuda"),
+                     help="renderer implementation (default auto: the fastest available)")
+    eng.add_argument("--device", default=RenderConfig.device, help="auto, cpu, cuda or cuda:N (default auto)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+
+    d = sub.add_parser(
+        "depth",
+        help="estimate a photo's depth and save it as a map",
+        description="Estimate a photo's disparity and save it as a 16-bit PNG (white = near) or a .npy "
+                    "float32 array in [0, 1]. Edit it and give it back with render --depth FILE.",
+    )
+    d.add_argument("image", nargs="?", type=Path, help="the photo")
+    d.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
+    d.add_argument("-o", "--output", type=Path, help="output .png or .npy (default: IMAGE_depth.png, here)")
+    d.add_argument("--depth", default="auto", choices=("auto", "cues"), help="depth method (default auto)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no notes")
+    return parser
+
+
+def _image_arg(args: argparse.Namespace) -> Path | None:
+    if args.sample and args.image is not None:
+        raise Photo3DError("give either an image or --sample, not both")
+    if not args.sample and args.image is None:
+        raise Photo3DError(f"no image given; usage: photo3d {args.command} photo.jpg (or --sample)")
+    return args.image
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .pipeline import SAMPLE_IMAGE, render_clip, write_depth
+
+    image = _image_arg(args)
+    stem = (image or SAMPLE_IMAGE).stem
+    if args.command == "depth":
+        write_depth(image, args.output or Path(f"{stem}_depth.png"), depth=args.depth, quiet=args.quiet)
+        return
+    render_clip(
+        image,
+        args.output or Path(f"{stem}.mp4"),
+        quiet=args.quiet,
+        path=args.path,
+        duration=args.duration,
+        fps=args.fps,
+        amount=args.amount,
+        focus=args.focus,
+        depth=args.depth,
+        depth_kind=args.depth_kind,
+        fov=args.fov,
+        near=args.near,
+        far=args.far,
+        size=args.size,
+        frames=args.frames,
+        crf=args.crf,
+        encoder_preset=args.encoder_preset,
+        layers=args.layers,
+        kernels=args.kernels,
+        device=args.device,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except Photo3DError as e:
+        print(f"photo3d: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("photo3d: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""One photo to one clip: the stages of ARCHITECTURE.md wired together.
+
+decode -> depth -> scene (K, z-depth) -> LDI -> per frame: render -> encode.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
+from .depth import DEPTH_METHODS, estimate_disparity
+from .encode import PngFrameWriter, VideoWriter
+from .errors import Photo3DError
+from .io import load_depth_map, load_image, resize_map
+from .ldi import build_ldi, ldi_params_for_motion
+from .paths import default_focus, make_path
+from .render import Renderer
+from .render.dispatch import resolve_device
+from .scene import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
+
+#: The photo bundled with the package (CC0, see data/README.md), for ``--sample``.
+SAMPLE_IMAGE = Path(__file__).parent / "data" / "coffee.jpg"
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """source: "auto", "cues", or the path of a depth map; kind: how to read a depth map
+    file ("disparity": larger = nearer, any scale; "depth": z-depth, larger = farther)."""
+
+    source: str = "auto"
+    kind: str = "disparity"
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """Every option of one clip, grouped as the stages use them."""
+
+    scene: SceneConfig = SceneConfig()
+    path: PathConfig = PathConfig()
+    render: RenderConfig = RenderConfig()
+    encode: EncodeConfig = EncodeConfig()
+    depth: DepthConfig = DepthConfig()
+    frames_dir: Path | None = None
+
+    @classmethod
+    def from_kwargs(cls, **options) -> "ClipOptions":
+        """Build from flat keyword options (the names of the config fields, plus ``depth``,
+        ``depth_kind`` and ``frames``), as ``render_clip`` and batch manifests give them."""
+        groups = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig}
+        owner = {f.name: g for g, c in groups.items() for f in fields(c)}
+        values: dict[str, dict] = {g: {} for g in groups}
+        depth: dict[str, str] = {}
+        frames = None
+        for key, value in options.items():
+            if value is None:
+                continue
+            key = {"path": "preset"}.get(key, key)
+            if key == "depth":
+                depth["source"] = str(value)
+            elif key == "depth_kind":
+                depth["kind"] = value
+            elif key == "frames":
+                frames = Path(value)
+            elif key in owner:
+                values[owner[key]][key] = tuple(value) if key == "size" else value
+            else:
+                raise Photo3DError(f"unknown option {key!r}")
+        return cls(
+            scene=SceneConfig(**values["scene"]),
+            path=PathConfig(**values["path"]),
+            render=RenderConfig(**values["render"]),
+            encode=EncodeConfig(**values["encode"]),
+            depth=DepthConfig(**depth),
+            frames_dir=frames,
+        )
+
+
+def _info(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(f"photo3d: {message}", file=sys.stderr)
+
+
+def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig, full_shape: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """z-depth (H, W) float32 for the working image ``rgb`` and a note of its source.
+
+    full_shape: (H, W) of the photo as loaded; a user's depth map is checked against it
+    (and resized with a note when it differs) before it is brought to the working size.
+    """
+    shape = rgb.shape[:2]
+    source = config.source
+    if source in DEPTH_METHODS:
+        disparity, note = estimate_disparity(rgb, source)
+        return disparity_to_depth(normalize_disparity(disparity), scene.near, scene.far), note
+    if not Path(source).exists():
+        raise Photo3DError(
+            f"--depth {source!r} is neither a depth method ({', '.join(DEPTH_METHODS)}) "
+            "nor an existing depth-map file"
+        )
+    values = load_depth_map(source, full_shape, config.kind)
+    if values.shape != shape:
+        values = resize_map(values, shape)
+    if config.kind == "depth":
+        return np.maximum(values, 1e-6).astype(np.float32), f"file {source} (z-depth)"
+    return disparity_to_depth(normalize_disparity(values), scene.near, scene.far), f"file {source} (disparity)"
+
+
+def _working_image(rgb: np.ndarray, K: np.ndarray, out_size: tuple[int, int], max_zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    """Downscale a photo that has more pixels than the output can show.
+
+    The LDI needs about one texel per output pixel at the path's strongest zoom; a 24 MP
+    photo rendered to 540p would otherwise cost 40x the work per frame for nothing.
+    """
+    h, w = rgb.shape[:2]
+    scale = max(out_size[0] / w, out_size[1] / h) * max_zoom
+    if scale >= 1.0:
+        return rgb, K
+    size = (max(16, round(w * scale)), max(16, round(h * scale)))
+    small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return small, scale_intrinsics(K, (w, h), size)
+
+
+def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: bool = False, **options) -> Path:
+    """Render a parallax clip of one photo.
+
+    image_path: the photo (None: the bundled sample photo); out_path: the .mp4 to write
+    (written under a temporary name and renamed when complete). Options are the fields
+    of the config dataclasses by name: path (preset or keyframe JSON), duration, fps,
+    amount, focus, size (W, H), fov, near, far, layers, kernels, device, depth ("auto",
+    "cues" or a depth-map file), depth_kind, frames (a directory for PNG frames), codec,
+    crf, encoder_preset. Returns the path of the finished clip.
+    """
+    opts = ClipOptions.from_kwargs(**options)
+    t0 = time.perf_counter()
+    image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)
+    photo = load_image(image_path)
+    h, w = photo.rgb.shape[:2]
+    out_size = opts.render.size or (w, h)
+    K_photo, fov_note = scene_intrinsics(w, h, opts.scene, photo.exif_fov)
+    device = resolve_device(opts.render.device)
+
+    with ExitStack() as stack:
+        # Open the outputs first: a bad output path fails now, not after the depth stage.
+        video = stack.enter_context(VideoWriter(out_path, opts.path.fps, out_size, opts.encode))
+        frames = stack.enter_context(PngFrameWriter(opts.frames_dir, out_size)) if opts.frames_dir else None
+
+        # The zoom a path needs is known before depth; keyframe zoom is read with the path below.
+        rgb, K = _working_image(photo.rgb, K_photo, out_size, max_zoom=1.0)
+        z, depth_note = scene_depth(rgb, opts.depth, opts.scene, (h, w))
+        near = float(np.percentile(z, 1.0))
+        path = make_path(opts.path, near=near, focus=default_focus(z))
+        if float(path.zoom.max()) > 1.0 and rgb.shape[:2] != (h, w):
+            rgb, K = _working_image(photo.rgb, K_photo, out_size, float(path.zoom.max()))
+            z = resize_map(z, rgb.shape[:2])
+        work = (rgb.shape[1], rgb.shape[0])
+        band, edge = ldi_params_for_motion(K, z, path.max_translation(), work)
+        ldi = build_ldi(rgb, z, K, layers=opts.render.layers, band=band, edge_disparity=edge, device=device)
+        renderer = Renderer(ldi, opts.render.kernels)
+        K_out = scale_intrinsics(K, work, out_size)
+        _info(
+            quiet,
+            f"{image_path.name} {w}x{h} -> {out_size[0]}x{out_size[1]}, {len(path)} frames at "
+            f"{opts.path.fps:g} fps; depth: {depth_note}; fov: {fov_note}; kernels: "
+            f"{renderer.kernels} on {device}; prepared in {time.perf_counter() - t0:.1f} s",
+        )
+
+        from tqdm import tqdm
+
+        for frame in tqdm(
+            renderer.render_path(path, K_out, out_size),
+            total=len(path),
+            desc="render",
+            unit="frame",
+            disable=quiet,
+            file=sys.stderr,
+            leave=False,
+        ):
+            video.write(frame)
+            if frames is not None:
+                frames.write(frame)
+        if frames is not None:
+            frames.close()
+        result = video.close()
+    _info(quiet, f"wrote {result} in {time.perf_counter() - t0:.1f} s")
+    return result
+
+
+def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: str = "auto", quiet: bool = False) -> Path:
+    """Estimate a photo's disparity and save it: 16-bit PNG (white = near) or .npy float32
+    in [0, 1]. ``photo3d render --depth FILE`` reads either back. Written atomically."""
+    import os
+
+    image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)
+    out_path = Path(out_path)
+    suffix = out_path.suffix.lower()
+    if suffix not in (".png", ".npy"):
+        raise Photo3DError(f"depth output {str(out_path)!r} must end in .png (16-bit) or .npy")
+    if not out_path.parent.resolve().is_dir() or not os.access(out_path.parent.resolve(), os.W_OK):
+        raise Photo3DError(f"cannot write {str(out_path)!r}: directory {str(out_path.parent)!r} is missing or not writable")
+    photo = load_image(image_path)
+    disparity, note = estimate_disparity(photo.rgb, depth)
+    disparity = normalize_disparity(disparity)
+    tmp = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}{suffix}")
+    try:
+        if suffix == ".png":
+            Image.fromarray((disparity * 65535.0 + 0.5).astype(np.uint16)).save(tmp)
+        else:
+            np.save(tmp, disparity.astype(np.float32))
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _info(quiet, f"wrote {out_path} ({note})")
+    return out_path
