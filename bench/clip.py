@@ -1,0 +1,62 @@
+"""End-to-end clip benchmark: `photo3d render` of one photo, wall time and peak memory.
+
+    python bench/clip.py [--size 960x540] [--duration 5] [--fps 30] [--json out.json]
+
+The photo is the bundled sample (coffee.jpg) resized and center-cropped to --size, so
+the numbers measure a real photo through every stage: decode, cue depth, LDI, render,
+x264 encode. It runs the installed `photo3d` CLI in a child process and reads the
+child's peak resident memory from the OS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="960x540")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--path", default="swing")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "photo.jpg"
+        ImageOps.fit(Image.open(ROOT / "photo3d_fast" / "data" / "coffee.jpg"), (w, h), Image.Resampling.LANCZOS).save(photo, quality=95)
+        out = Path(tmp) / "clip.mp4"
+        cmd = [sys.executable, "-m", "photo3d_fast.cli", "render", str(photo), "-o", str(out),
+               "--duration", str(args.duration), "--fps", str(args.fps), "--path", args.path]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"photo3d failed:\n{proc.stderr}")
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        notes = [line for line in proc.stderr.splitlines() if line.startswith("photo3d:")]
+        result = {"size": f"{w}x{h}", "frames": round(args.duration * args.fps), "path": args.path,
+                  "wall_s": wall, "peak_rss_mib": peak_mib, "clip_bytes": out.stat().st_size,
+                  "cpus": os.cpu_count(), "log": notes}
+    print("\n".join(notes))
+    print(f"{result['size']} {result['frames']} frames ({args.path}): {wall:.1f} s wall, "
+          f"{wall / result['frames'] * 1e3:.0f} ms/frame end to end, peak RSS {peak_mib:.0f} MiB, "
+          f"{result['clip_bytes'] / 1e6:.2f} MB clip, {os.cpu_count()} CPUs")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
