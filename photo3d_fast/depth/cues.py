@@ -54,7 +54,7 @@ Pipeline (whole-tensor torch ops on CPU, float32 unless noted; maps are (h, w)):
    two guided filters (``guided.py``, colour guide = the working image): a wide one (radius
    6%, eps 1e-3, solved at 1/4 resolution) makes the map piecewise smooth with its steps on
    the image's edges; a narrow one (1.5%, eps 3e-3) tightens those steps. The renderer finds
-   occlusion boundaries from the ratio of neighbouring depths, so steps that sit on object
+   occlusion boundaries from jumps in neighbouring disparities, so steps that sit on object
    outlines matter more than absolute accuracy.
 
 7. Full resolution and range. The fast guided filter (He & Sun 2015; radius 0.5%, eps 3e-3)
