@@ -15,9 +15,10 @@ photo for k = 1):
 2. Growth: the band is grown from the seeds into the foreground, one 8-neighbour ring per
    step, for ``band`` steps. A pixel joins when a known neighbour lies behind its own
    surface by more than the edge threshold, i.e. only into pixels that really are in
-   front of that background, never into the background itself. The newcomer's color and
-   depth come from the nearest such neighbours (see ``grow_back_layer``): the inpainting
-   draws only from the background side, so foreground never smears into the back layer.
+   front of that background, never into the background itself. The newcomer's depth
+   comes from the nearest such neighbours; the band's colors are drawn from the farther
+   of the surfaces bordering it (see ``grow_back_layer``): the inpainting draws from the
+   background side, so foreground never smears into the back layer.
 3. Nesting: layer k may only grow inside layer k-1's band (a pixel needs a (k-1)-th layer
    before it can have a k-th), so extra layers peel nested occlusions (a pole in front of
    a box in front of a wall) instead of extending the same band.
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .pushpull import fill_from_background
 
 #: The widest gap (pixels) that may open between neighbours the renderer treats as one
 #: surface; their footprints stretch over it. Wider gaps are edges, filled by back layers.
@@ -162,7 +165,11 @@ def grow_back_layer(
         values = torch.where(accept, total / count.clamp_min(1.0), values)
         known |= accept
         mask |= accept
-    return values[:3].permute(1, 2, 0) * mask[..., None], values[3] * mask, mask
+    # The growth decides where the layer is and how deep; its colors (means of the
+    # nearest rings) streak, so they are drawn like the renderer's hole fill instead:
+    # from the farther of the surfaces bordering the band, along rows and columns.
+    rgb = fill_from_background(color.permute(2, 0, 1), ~mask, depth).permute(1, 2, 0)
+    return rgb * mask[..., None], values[3] * mask, mask
 
 
 def ldi_params_for_motion(K: np.ndarray, depth: torch.Tensor | np.ndarray, max_translation: float, size: tuple[int, int]) -> tuple[int, float]:

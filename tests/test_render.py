@@ -31,7 +31,7 @@ def test_projection_round_trip(size):
     z = torch.tensor(rng.uniform(0.5, 20, (h, w)), dtype=torch.float32)
     points = z[..., None] * ref.pixel_rays(K, (w, h), torch.device("cpu"))
     # identity pose: every point lands on its own pixel center at its own depth
-    grid = ref.SurfaceGrid(points[None], None, None, None, None, 0.0)
+    grid = ref.SurfaceGrid(points[None], None, None, None, None, 0.0, float(K[0, 0]))
     Kt = torch.tensor(K, dtype=torch.float32)
     u, v, zc = ref.project(grid, torch.eye(4), Kt)
     xs, ys = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)

@@ -284,9 +284,11 @@ def test_depth_edge_masks():
 
 def test_renderer_small_lateral_move_planes_psnr_floor():
     # Regression guard, not a quality target: on this scene and move the torch reference
-    # measured 40.9 dB with layers=2 and 35.7 dB with layers=1 when this test was written.
-    # The floors sit about 4 dB below so that a real regression trips them while small
-    # changes to resampling do not; raise them when the renderer improves.
+    # measured 41.5 dB with layers=2 and 41.4 dB with layers=1 (both fill disocclusions from
+    # the farther side; the back layer adds correct parallax and depth there, which
+    # test_render.py checks). The floors sit about 4 dB below so that a real regression
+    # trips them while small changes to resampling do not; raise them when the renderer
+    # improves.
     size = (320, 240)
     K = reference_camera(size)
     scene = make_scene(0, "planes")
@@ -297,8 +299,8 @@ def test_renderer_small_lateral_move_planes_psnr_floor():
     assert disoccluded(scene, c2w, K, size).mean() > 0.003  # the move does open holes
     got = {L: psnr(render_views(rgb, depth, K, c2w[None], layers=L)[0], truth) for L in (1, 2)}
     assert got[2] >= 37.0, got
-    assert got[1] >= 32.0, got
-    assert got[2] >= got[1] + 1.0, got  # the back layer must pay for itself
+    assert got[1] >= 37.0, got
+    assert got[2] >= got[1] - 0.3, got  # the back layer must never cost quality
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -5,10 +5,11 @@ One frame, for camera-to-world pose T = [R | t] and output intrinsics K':
 1. Back-project and transform: every LDI texel's world point X (precomputed once per
    LDI) goes to the camera, Xc = R^T (X - t), and is projected, u = K' Xc / z.
 2. Footprint: a texel covers the box halfway to its projected 4-neighbours on the same
-   surface (x and y extents separately, times ``FOOTPRINT_MARGIN``), at least one pixel
-   and at most ``MAX_HALF_EXTENT`` each side. Neighbours come from the layer's surface
-   grid, so slanted floors and zoom stretch footprints exactly as much as they need and
-   the image has no cracks when the camera moves forward; depth edges never stretch.
+   surface (each side separately, times ``FOOTPRINT_MARGIN``, at least half a pixel and
+   at most ``MAX_HALF_EXTENT``). Neighbours come from the layer's surface grid, so slanted
+   floors and zoom stretch footprints exactly as much as they need and the image has no
+   cracks when the camera moves forward; a side across a depth edge reaches only half the
+   texel's own size, so silhouettes neither stretch nor fatten.
 3. z-buffer: each (pixel, texel) pair writes key = (float bits of z) << 32 | texel id and
    the pixel keeps the minimum. For positive floats the bit pattern orders like the
    value, so the integer minimum is the nearest texel, ties broken by lower id: a
@@ -17,7 +18,8 @@ One frame, for camera-to-world pose T = [R | t] and output intrinsics K':
    within ``RESOLVE_SHARE`` of the LDI's edge threshold of the winner's, so adjacent texels of one surface blend
    (no shimmer between frames) while surfaces behind never bleed through.
 5. Holes that no layer covers (the image border after a lateral move, disocclusions
-   wider than the back layer) are filled by push-pull.
+   wider than the back layer) are filled from the farther of the surfaces bordering
+   them (``pushpull.fill_from_background``), so the foreground never smears into them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ldi import LDI
-from ..pushpull import push_pull
+from ..pushpull import fill_from_background
 
 #: Footprints are enlarged by this factor so that rotated or sheared texel grids (whose
 #: projected boxes are not axis-aligned) still overlap and leave no cracks.
@@ -53,7 +55,7 @@ class SurfaceGrid:
     link_y: (L, H-1, W) bool, texel (y, x) and (y+1, x) on one surface;
     texels: (N,) int64 flat indices into L*H*W of the LDI's valid texels (the texel ids);
     colors: (N, 3) float32 their colors;
-    edge_disparity: the LDI's disparity jump between surfaces.
+    edge_disparity: the LDI's disparity jump between surfaces; focal: the LDI's fx.
     """
 
     points: torch.Tensor
@@ -62,6 +64,7 @@ class SurfaceGrid:
     texels: torch.Tensor
     colors: torch.Tensor
     edge_disparity: float
+    focal: float
 
 
 def pixel_rays(K: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -86,7 +89,7 @@ def prepare(ldi: LDI) -> SurfaceGrid:
     link_y = (disp[:, :-1, :] - disp[:, 1:, :]).abs() <= ldi.edge_disparity
     texels = torch.nonzero(ldi.valid.flatten()).squeeze(1)
     colors = ldi.color.reshape(-1, 3)[texels]
-    return SurfaceGrid(points, link_x, link_y, texels, colors, ldi.edge_disparity)
+    return SurfaceGrid(points, link_x, link_y, texels, colors, ldi.edge_disparity, float(ldi.K[0, 0]))
 
 
 def project(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -100,19 +103,38 @@ def project(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor) -> tuple[torc
     return u, v, z
 
 
-def half_extents(grid: SurfaceGrid, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Footprint half-extents (hx, hy), each (L, H, W), from projected same-surface neighbours."""
+def footprints(grid: SurfaceGrid, u: torch.Tensor, v: torch.Tensor, z: torch.Tensor, focal: float) -> tuple[torch.Tensor, ...]:
+    """Footprint extents in pixels from a texel's projected center to each side.
+
+    Returns (left, right, up, down), each (L, H, W). A side with a same-surface neighbour
+    reaches halfway to it, times FOOTPRINT_MARGIN, with the neighbours along the other
+    axis adding their shear; a side without one (a silhouette) reaches exactly half the
+    texel's own projected size, taken from the opposite neighbour or, for an isolated
+    texel, from the local magnification, so silhouettes are not fattened.
+    focal: the output's fx, for that magnification.
+    """
     zero = u.new_zeros(())
 
-    def spread(d: torch.Tensor, link: torch.Tensor, dim: int) -> torch.Tensor:
-        # the larger of |d| to the next and to the previous neighbour along dim
+    def pair(d: torch.Tensor, link: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        # spacing to the previous / next neighbour along dim (0 if not linked), and the links
         d = torch.where(link, d.abs(), zero)
-        return torch.maximum(F.pad(d, _pad(dim, after=True)), F.pad(d, _pad(dim, after=False)))
+        return (F.pad(d, _pad(dim, after=False)), F.pad(d, _pad(dim, after=True)),
+                F.pad(link, _pad(dim, after=False)), F.pad(link, _pad(dim, after=True)))
 
-    hx = torch.maximum(spread(u.diff(dim=2), grid.link_x, 2), spread(u.diff(dim=1), grid.link_y, 1))
-    hy = torch.maximum(spread(v.diff(dim=2), grid.link_x, 2), spread(v.diff(dim=1), grid.link_y, 1))
-    scale = 0.5 * FOOTPRINT_MARGIN
-    return (hx * scale).clamp(0.5, MAX_HALF_EXTENT), (hy * scale).clamp(0.5, MAX_HALF_EXTENT)
+    # magnification of an isolated texel: output focal over LDI focal, times depth ratio
+    own = 0.5 * focal / grid.focal * grid.points[..., 2] / z.clamp_min(Z_NEAR)
+    out = []
+    for coord, along, across in ((u, 2, 1), (v, 1, 2)):
+        link_along = grid.link_x if along == 2 else grid.link_y
+        link_across = grid.link_y if along == 2 else grid.link_x
+        before, after, has_before, has_after = pair(coord.diff(dim=along), link_along, along)
+        sb, sa, _, _ = pair(coord.diff(dim=across), link_across, across)
+        shear = torch.maximum(sb, sa)
+        for near, far, has_near, has_far in ((before, after, has_before, has_after), (after, before, has_after, has_before)):
+            linked = (0.5 * FOOTPRINT_MARGIN * torch.maximum(near, shear)).clamp(0.5, MAX_HALF_EXTENT)
+            silhouette = torch.where(has_far, 0.5 * far, own).clamp(max=MAX_HALF_EXTENT)
+            out.append(torch.where(has_near, linked, silhouette))
+    return tuple(out)
 
 
 def _pad(dim: int, after: bool) -> list[int]:
@@ -129,13 +151,13 @@ def splat_pairs(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tup
     """
     w, h = size
     u, v, z = project(grid, c2w, K)
-    hx, hy = half_extents(grid, u, v)
-    u, v, z, hx, hy = (a.reshape(-1)[grid.texels] for a in (u, v, z, hx, hy))
+    left, right, up, down = footprints(grid, u, v, z, float(K[0, 0]))
+    u, v, z, left, right, up, down = (a.reshape(-1)[grid.texels] for a in (u, v, z, left, right, up, down))
     # Pixel (i, j) is covered when its center (i + 0.5, j + 0.5) lies in the footprint box.
-    x0 = torch.ceil(u - hx - 0.5).clamp_min(0)
-    x1 = torch.floor(u + hx - 0.5).clamp_max(w - 1)
-    y0 = torch.ceil(v - hy - 0.5).clamp_min(0)
-    y1 = torch.floor(v + hy - 0.5).clamp_max(h - 1)
+    x0 = torch.ceil(u - left - 0.5).clamp_min(0)
+    x1 = torch.floor(u + right - 0.5).clamp_max(w - 1)
+    y0 = torch.ceil(v - up - 0.5).clamp_min(0)
+    y1 = torch.floor(v + down - 0.5).clamp_max(h - 1)
     nx = (x1 - x0 + 1).clamp_min(0).long()
     ny = (y1 - y0 + 1).clamp_min(0).long()
     n = torch.where(z > Z_NEAR, nx * ny, 0)
@@ -143,9 +165,12 @@ def splat_pairs(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tup
     local = torch.arange(len(tex), device=n.device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
     px = x0.long()[tex] + local % nx[tex]
     py = y0.long()[tex] + local // nx[tex]
-    dx = (px.float() + 0.5 - u[tex]).abs() / (hx[tex] + 0.5)
-    dy = (py.float() + 0.5 - v[tex]).abs() / (hy[tex] + 0.5)
-    weight = (1.0 - dx) * (1.0 - dy)
+    dx = px.float() + 0.5 - u[tex]
+    dy = py.float() + 0.5 - v[tex]
+    # tent over the footprint, measured on the side of the center the pixel lies on
+    wx = 1.0 - dx.abs() / (torch.where(dx < 0, left[tex], right[tex]) + 0.5)
+    wy = 1.0 - dy.abs() / (torch.where(dy < 0, up[tex], down[tex]) + 0.5)
+    weight = wx * wy
     return py * w + px, tex, z[tex], weight
 
 
@@ -172,5 +197,6 @@ def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tu
     covered = acc[:, 3] > 0
     color = (acc[:, :3] / acc[:, 3:].clamp_min(1e-12)).T.reshape(3, h, w)
     if not bool(covered.all()):
-        color = push_pull(color, covered.reshape(h, w).float())
+        z_pix = (buf >> 32).to(torch.int32).view(torch.float32)  # empty pixels: NaN, never read
+        color = fill_from_background(color, covered.reshape(h, w), z_pix.reshape(h, w))
     return color.permute(1, 2, 0).clamp(0.0, 1.0), covered.reshape(h, w)
