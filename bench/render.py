@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from photo3d_fast.ldi import build_ldi, ldi_params_for_motion  # noqa: E402
-from photo3d_fast.paths import preset_path  # noqa: E402
+from photo3d_fast.paths import default_focus, preset_path  # noqa: E402
 from photo3d_fast.render.dispatch import select_kernels  # noqa: E402
 from photo3d_fast.scene import intrinsics_from_fov  # noqa: E402
 
@@ -83,7 +83,8 @@ def bench_one(impl_name: str, size: tuple[int, int], device: torch.device, reps:
     w, h = size
     image, depth = synthetic_scene(w, h)
     K = intrinsics_from_fov(w, h, 55)
-    path = preset_path("swing", reps, 1.0, 1.2, 3.0)
+    # near and focus as the pipeline derives them from the depth
+    path = preset_path("swing", reps, 1.0, float(np.percentile(depth, 1.0)), default_focus(depth))
     band, edge = ldi_params_for_motion(K, depth, path.max_translation(), size)
     ldi = build_ldi(image, depth, K, layers=2, band=band, edge_disparity=edge, device=device)
     _, impl = select_kernels(impl_name, device)

@@ -23,14 +23,9 @@ def intrinsics_from_fov(width: int, height: int, fov_deg: float) -> np.ndarray:
     return np.array([[f, 0.0, width * 0.5], [0.0, f, height * 0.5], [0.0, 0.0, 1.0]])
 
 
-def scale_intrinsics(K: np.ndarray, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
-    """K of an image resized from src_size=(W, H) to dst_size=(W', H') and center-cropped.
-
-    The image is scaled to cover the new size (one uniform scale, no stretching), then
-    the overflow is cropped equally from both sides, as a video crop would.
-    """
+def _rescaled(K: np.ndarray, s: float, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
+    """K scaled by s about the image center, the center moved from src to dst's."""
     (w0, h0), (w1, h1) = src_size, dst_size
-    s = max(w1 / w0, h1 / h0)
     K2 = np.array(K, np.float64, copy=True)
     K2[0, 0] *= s
     K2[1, 1] *= s
@@ -39,15 +34,19 @@ def scale_intrinsics(K: np.ndarray, src_size: tuple[int, int], dst_size: tuple[i
     return K2
 
 
+def scale_intrinsics(K: np.ndarray, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
+    """K of an image resized from src_size=(W, H) to dst_size=(W', H') and center-cropped.
+
+    The image is scaled to cover the new size (one uniform scale, no stretching), then
+    the overflow is cropped equally from both sides, as a video crop would.
+    """
+    s = max(dst_size[0] / src_size[0], dst_size[1] / src_size[1])
+    return _rescaled(K, s, src_size, dst_size)
+
+
 def zoom_intrinsics(K: np.ndarray, zoom: float, size: tuple[int, int]) -> np.ndarray:
     """K with the focal length multiplied by ``zoom`` about the center of a (W, H) image."""
-    w, h = size
-    K2 = np.array(K, np.float64, copy=True)
-    K2[0, 0] *= zoom
-    K2[1, 1] *= zoom
-    K2[0, 2] = w * 0.5 + (K[0, 2] - w * 0.5) * zoom
-    K2[1, 2] = h * 0.5 + (K[1, 2] - h * 0.5) * zoom
-    return K2
+    return _rescaled(K, zoom, size, size)
 
 
 def scene_intrinsics(width: int, height: int, config: SceneConfig, exif_fov: float | None) -> tuple[np.ndarray, str]:
