@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", type=Path, help="output .png or .npy (default: IMAGE_depth.png, here)")
     d.add_argument("--depth", default="auto", choices=("auto", "cues"), help="depth method (default auto)")
     d.add_argument("-q", "--quiet", action="store_true", help="no notes")
+
+    r.set_defaults(handler=_render)
+    d.set_defaults(handler=_depth)
+    # Other subcommands live in their own modules: each adds its parser here and sets
+    # its own handler(args) with set_defaults.
     return parser
 
 
@@ -124,17 +129,21 @@ def _image_arg(args: argparse.Namespace) -> Path | None:
     return args.image
 
 
-def _run(args: argparse.Namespace) -> None:
-    from .pipeline import SAMPLE_IMAGE, render_clip, write_depth
+def _depth(args: argparse.Namespace) -> None:
+    from .pipeline import SAMPLE_IMAGE, write_depth
 
     image = _image_arg(args)
-    stem = (image or SAMPLE_IMAGE).stem
-    if args.command == "depth":
-        write_depth(image, args.output or Path(f"{stem}_depth.png"), depth=args.depth, quiet=args.quiet)
-        return
+    out = args.output or Path(f"{(image or SAMPLE_IMAGE).stem}_depth.png")
+    write_depth(image, out, depth=args.depth, quiet=args.quiet)
+
+
+def _render(args: argparse.Namespace) -> None:
+    from .pipeline import SAMPLE_IMAGE, render_clip
+
+    image = _image_arg(args)
     render_clip(
         image,
-        args.output or Path(f"{stem}.mp4"),
+        args.output or Path(f"{(image or SAMPLE_IMAGE).stem}.mp4"),
         quiet=args.quiet,
         path=args.path,
         duration=args.duration,
@@ -159,7 +168,7 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        _run(args)
+        args.handler(args)
     except Photo3DError as e:
         print(f"photo3d: error: {e}", file=sys.stderr)
         return 2

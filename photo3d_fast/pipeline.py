@@ -18,7 +18,7 @@ from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
 from .depth import DEPTH_METHODS, estimate_disparity
 from .encode import PngFrameWriter, VideoWriter
 from .errors import Photo3DError
-from .io import load_depth_map, load_image, resize_map
+from .io import Photo, load_depth_map, load_image, resize_map
 from .ldi import build_ldi, ldi_params_for_motion
 from .paths import default_focus, make_path
 from .render import Renderer
@@ -87,13 +87,26 @@ def _info(quiet: bool, message: str) -> None:
         print(f"photo3d: {message}", file=sys.stderr)
 
 
-def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig, full_shape: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """z-depth (H, W) float32 for the working image ``rgb`` and a note of its source.
+@dataclass(frozen=True)
+class PreparedPhoto:
+    """A photo with its scene: what every clip of one photo shares, computed once.
 
-    full_shape: (H, W) of the photo as loaded; a user's depth map is checked against it
-    (and resized with a note when it differs) before it is brought to the working size.
+    name: for messages; rgb: (H, W, 3) uint8; K: (3, 3) intrinsics of rgb; depth: (H, W)
+    float32 z-depth (scene units); notes: where depth and field of view came from.
     """
-    shape = rgb.shape[:2]
+
+    name: str
+    rgb: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray
+    notes: str
+
+
+def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig) -> tuple[np.ndarray, str]:
+    """z-depth (H, W) float32 of the photo ``rgb`` and a note of its source.
+
+    A user's depth map of another size is resized to the photo's, with a note.
+    """
     source = config.source
     if source in DEPTH_METHODS:
         disparity, note = estimate_disparity(rgb, source)
@@ -103,12 +116,18 @@ def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig, full_s
             f"--depth {source!r} is neither a depth method ({', '.join(DEPTH_METHODS)}) "
             "nor an existing depth-map file"
         )
-    values = load_depth_map(source, full_shape, config.kind)
-    if values.shape != shape:
-        values = resize_map(values, shape)
+    values = load_depth_map(source, rgb.shape[:2], config.kind)
     if config.kind == "depth":
         return np.maximum(values, 1e-6).astype(np.float32), f"file {source} (z-depth)"
     return disparity_to_depth(normalize_disparity(values), scene.near, scene.far), f"file {source} (disparity)"
+
+
+def prepare_photo(photo: Photo, name: str, scene: SceneConfig = SceneConfig(), depth: DepthConfig = DepthConfig()) -> PreparedPhoto:
+    """Intrinsics and depth of a loaded photo: the per-photo stage of ARCHITECTURE.md."""
+    h, w = photo.rgb.shape[:2]
+    K, fov_note = scene_intrinsics(w, h, scene, photo.exif_fov)
+    z, depth_note = scene_depth(photo.rgb, depth, scene)
+    return PreparedPhoto(name, photo.rgb, K, z, f"depth: {depth_note}; fov: {fov_note}")
 
 
 def _working_image(rgb: np.ndarray, K: np.ndarray, out_size: tuple[int, int], max_zoom: float) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +145,45 @@ def _working_image(rgb: np.ndarray, K: np.ndarray, out_size: tuple[int, int], ma
     return small, scale_intrinsics(K, (w, h), size)
 
 
+def output_size(prepared: PreparedPhoto | Photo, opts: ClipOptions) -> tuple[int, int]:
+    """(W, H) of a clip: --size, else the photo's."""
+    h, w = prepared.rgb.shape[:2]
+    return opts.render.size or (w, h)
+
+
+def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: bool = False) -> int:
+    """Render the clip of ``opts`` and write every frame to each sink (VideoWriter,
+    PngFrameWriter...). Per clip: path, working resolution, LDI, frames. Returns the
+    number of frames."""
+    t0 = time.perf_counter()
+    h, w = prepared.rgb.shape[:2]
+    out_size = output_size(prepared, opts)
+    device = resolve_device(opts.render.device)
+    z_full = prepared.depth
+    path = make_path(opts.path, near=float(np.percentile(z_full, 1.0)), focus=default_focus(z_full))
+    rgb, K = _working_image(prepared.rgb, prepared.K, out_size, max(1.0, float(path.zoom.max())))
+    z = z_full if rgb.shape[:2] == (h, w) else resize_map(z_full, rgb.shape[:2])
+    work = (rgb.shape[1], rgb.shape[0])
+    band, edge = ldi_params_for_motion(K, z, path.max_translation(), work)
+    ldi = build_ldi(rgb, z, K, layers=opts.render.layers, band=band, edge_disparity=edge, device=device)
+    renderer = Renderer(ldi, opts.render.kernels)
+    K_out = scale_intrinsics(K, work, out_size)
+    _info(
+        quiet,
+        f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}, {len(path)} frames at "
+        f"{opts.path.fps:g} fps; {prepared.notes}; kernels: {renderer.kernels} on {device}; "
+        f"LDI in {time.perf_counter() - t0:.1f} s",
+    )
+    from tqdm import tqdm
+
+    frames = tqdm(renderer.render_path(path, K_out, out_size), total=len(path), desc="render",
+                  unit="frame", disable=quiet, file=sys.stderr, leave=False)
+    for frame in frames:
+        for sink in sinks:
+            sink.write(frame)
+    return len(path)
+
+
 def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: bool = False, **options) -> Path:
     """Render a parallax clip of one photo.
 
@@ -140,53 +198,18 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     t0 = time.perf_counter()
     image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)
     photo = load_image(image_path)
-    h, w = photo.rgb.shape[:2]
-    out_size = opts.render.size or (w, h)
-    K_photo, fov_note = scene_intrinsics(w, h, opts.scene, photo.exif_fov)
-    device = resolve_device(opts.render.device)
-
+    out_size = output_size(photo, opts)
+    resolve_device(opts.render.device)  # a missing GPU fails now, not after depth
     with ExitStack() as stack:
         # Open the outputs first: a bad output path fails now, not after the depth stage.
-        video = stack.enter_context(VideoWriter(out_path, opts.path.fps, out_size, opts.encode))
-        frames = stack.enter_context(PngFrameWriter(opts.frames_dir, out_size)) if opts.frames_dir else None
-
-        # The zoom a path needs is known before depth; keyframe zoom is read with the path below.
-        rgb, K = _working_image(photo.rgb, K_photo, out_size, max_zoom=1.0)
-        z, depth_note = scene_depth(rgb, opts.depth, opts.scene, (h, w))
-        near = float(np.percentile(z, 1.0))
-        path = make_path(opts.path, near=near, focus=default_focus(z))
-        if float(path.zoom.max()) > 1.0 and rgb.shape[:2] != (h, w):
-            rgb, K = _working_image(photo.rgb, K_photo, out_size, float(path.zoom.max()))
-            z = resize_map(z, rgb.shape[:2])
-        work = (rgb.shape[1], rgb.shape[0])
-        band, edge = ldi_params_for_motion(K, z, path.max_translation(), work)
-        ldi = build_ldi(rgb, z, K, layers=opts.render.layers, band=band, edge_disparity=edge, device=device)
-        renderer = Renderer(ldi, opts.render.kernels)
-        K_out = scale_intrinsics(K, work, out_size)
-        _info(
-            quiet,
-            f"{image_path.name} {w}x{h} -> {out_size[0]}x{out_size[1]}, {len(path)} frames at "
-            f"{opts.path.fps:g} fps; depth: {depth_note}; fov: {fov_note}; kernels: "
-            f"{renderer.kernels} on {device}; prepared in {time.perf_counter() - t0:.1f} s",
-        )
-
-        from tqdm import tqdm
-
-        for frame in tqdm(
-            renderer.render_path(path, K_out, out_size),
-            total=len(path),
-            desc="render",
-            unit="frame",
-            disable=quiet,
-            file=sys.stderr,
-            leave=False,
-        ):
-            video.write(frame)
-            if frames is not None:
-                frames.write(frame)
-        if frames is not None:
-            frames.close()
-        result = video.close()
+        sinks = [stack.enter_context(VideoWriter(out_path, opts.path.fps, out_size, opts.encode))]
+        if opts.frames_dir:
+            sinks.append(stack.enter_context(PngFrameWriter(opts.frames_dir, out_size)))
+        prepared = prepare_photo(photo, image_path.name, opts.scene, opts.depth)
+        render_into(prepared, opts, sinks, quiet)
+        for sink in sinks[1:]:
+            sink.close()
+        result = sinks[0].close()
     _info(quiet, f"wrote {result} in {time.perf_counter() - t0:.1f} s")
     return result
 
