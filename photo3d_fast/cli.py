@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     out = r.add_argument_group("output")
     out.add_argument("--size", type=_size, metavar="WxH", help="output size (default: the photo's); other aspect ratios are center-cropped")
     out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
+    out.add_argument("--no-overscan", dest="overscan", action="store_false",
+                     help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
     out.add_argument("--crf", type=int, default=EncodeConfig.crf, help="x264 quality, lower is better (default %(default)d)")
     out.add_argument("--encoder-preset", default=EncodeConfig.encoder_preset,
                      help="x264 speed preset, ultrafast..veryslow (default %(default)s)")
@@ -160,6 +162,7 @@ def _render(args: argparse.Namespace) -> None:
         crf=args.crf,
         encoder_preset=args.encoder_preset,
         layers=args.layers,
+        overscan=args.overscan,
         kernels=args.kernels,
         device=args.device,
     )

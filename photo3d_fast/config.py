@@ -92,12 +92,15 @@ class RenderConfig:
     layers: LDI layers (1 = no back layer; 2 is the default; more peel nested occlusions).
     kernels: "auto" | "torch" | "triton" | "cuda"; auto picks the fastest available.
     device: "auto" | "cpu" | "cuda" | "cuda:N".
+    overscan: zoom in just enough (at most 25%) that the camera motion never reveals the
+        photo's border, where nothing but a filled guess could be shown.
     """
 
     size: tuple[int, int] | None = None
     layers: int = 2
     kernels: str = "auto"
     device: str = "auto"
+    overscan: bool = True
 
     def __post_init__(self) -> None:
         from .errors import Photo3DError

@@ -227,6 +227,60 @@ def keyframe_path(path: str | Path, n_frames: int, amount: float) -> CameraPath:
     return CameraPath(_poses(pos, rots), zoom)
 
 
+#: Largest overscan zoom: past it, the border holes are filled rather than cropping more.
+MAX_OVERSCAN = 1.25
+
+
+def overscan_zoom(path: CameraPath, K_photo: np.ndarray, depth: np.ndarray, K_out: np.ndarray, size: tuple[int, int]) -> float:
+    """The smallest constant zoom that keeps the photo's border out of every frame.
+
+    A lateral move reveals, at the image border, content the photo never saw. The
+    photo's outer edge (its border pixels' outer sides, at their depth) is projected
+    into every frame; the zoom about the output's center that pushes every inward-moved
+    edge out of frame is returned, at most MAX_OVERSCAN (beyond that, holes get filled).
+    K_photo, depth: (3, 3) and (H, W) of the photo grid; K_out, size: the output camera.
+    """
+    h, w = depth.shape
+    z = np.asarray(depth, np.float64)
+    ys, xs = np.arange(h) + 0.5, np.arange(w) + 0.5
+    edges = {  # (pixel coords on the photo's outer edge, depths there)
+        "left": (np.stack([np.zeros(h), ys], 1), z[:, 0]),
+        "right": (np.stack([np.full(h, float(w)), ys], 1), z[:, -1]),
+        "top": (np.stack([xs, np.zeros(w)], 1), z[0, :]),
+        "bottom": (np.stack([xs, np.full(w, float(h))], 1), z[-1, :]),
+    }
+    Kinv = np.linalg.inv(K_photo)
+    W, H = size
+    need = 1.0
+    for pose, zoom in zip(path.poses, path.zoom):
+        from .scene import zoom_intrinsics
+
+        Kf = zoom_intrinsics(K_out, float(zoom), size)
+        w2c = np.linalg.inv(pose)
+        cx, cy = Kf[0, 2], Kf[1, 2]
+        for side, (uv, d) in edges.items():
+            X = (np.concatenate([uv, np.ones((len(uv), 1))], 1) @ Kinv.T) * d[:, None]
+            cam = X @ w2c[:3, :3].T + w2c[:3, 3]
+            ok = cam[:, 2] > 1e-6
+            if not ok.any():
+                continue
+            proj = cam[ok] @ Kf.T
+            u, v = proj[:, 0] / proj[:, 2], proj[:, 1] / proj[:, 2]
+            # s must carry the edge past the frame: center + (edge - center) * s beyond it
+            if side == "left":
+                e, c, limit = u.max(), cx, 0.0
+            elif side == "right":
+                e, c, limit = u.min(), cx, float(W)
+            elif side == "top":
+                e, c, limit = v.max(), cy, 0.0
+            else:
+                e, c, limit = v.min(), cy, float(H)
+            inward = e > limit if limit == 0.0 else e < limit
+            if inward:
+                need = max(need, (limit - c) / (e - c) if (e - c) * (limit - c) > 0 else MAX_OVERSCAN)
+    return float(min(need, MAX_OVERSCAN))
+
+
 def default_focus(depth: np.ndarray) -> float:
     """The focus depth used when none is given: the depth at the median disparity.
 

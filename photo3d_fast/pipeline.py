@@ -20,7 +20,7 @@ from .encode import PngFrameWriter, VideoWriter
 from .errors import Photo3DError
 from .io import Photo, load_depth_map, load_image, resize_map
 from .ldi import build_ldi, ldi_params_for_motion
-from .paths import default_focus, make_path
+from .paths import CameraPath, default_focus, make_path, overscan_zoom
 from .render import Renderer
 from .render.dispatch import resolve_device
 from .scene import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
@@ -168,10 +168,12 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     ldi = build_ldi(rgb, z, K, layers=opts.render.layers, band=band, edge_disparity=edge, device=device)
     renderer = Renderer(ldi, opts.render.kernels)
     K_out = scale_intrinsics(K, work, out_size)
+    overscan = overscan_zoom(path, K, z, K_out, out_size) if opts.render.overscan else 1.0
+    path = CameraPath(path.poses, path.zoom * overscan)
     _info(
         quiet,
         f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}, {len(path)} frames at "
-        f"{opts.path.fps:g} fps; {prepared.notes}; kernels: {renderer.kernels} on {device}; "
+        f"{opts.path.fps:g} fps; {prepared.notes}; overscan {overscan:.3f}; kernels: {renderer.kernels} on {device}; "
         f"LDI in {time.perf_counter() - t0:.1f} s",
     )
     from tqdm import tqdm

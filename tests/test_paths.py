@@ -9,7 +9,7 @@ import pytest
 
 from photo3d_fast import Photo3DError
 from photo3d_fast.config import PathConfig
-from photo3d_fast.paths import PRESETS, euler_xyz, keyframe_path, look_at, make_path, preset_path
+from photo3d_fast.paths import MAX_OVERSCAN, PRESETS, euler_xyz, keyframe_path, look_at, make_path, overscan_zoom, preset_path
 from photo3d_fast.scene import intrinsics_from_fov, zoom_intrinsics
 
 
@@ -121,3 +121,36 @@ def test_make_path_dispatch_and_frame_count(tmp_path):
 def test_path_config_validation(kwargs):
     with pytest.raises(Photo3DError):
         PathConfig(**kwargs)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_overscan_keeps_the_photo_border_out_of_every_frame(name):
+    """After the overscan zoom, the photo's outer edge projects outside the output frame
+    in every frame (so no border hole can appear), and no more zoom than needed is used."""
+    rng = np.random.default_rng(len(name))
+    size = (80, 60)
+    K = intrinsics_from_fov(*size, 55)
+    depth = rng.uniform(1.0, 8.0, (60, 80))
+    path = preset_path(name, 20, 1.5, 1.0, 3.0)
+    s = overscan_zoom(path, K, depth, K, size)
+    assert 1.0 <= s <= MAX_OVERSCAN
+    Kinv = np.linalg.inv(K)
+    worst = -np.inf
+    for pose, zoom in zip(path.poses, path.zoom):
+        Kf = zoom_intrinsics(K, zoom * s, size)
+        w2c = np.linalg.inv(pose)
+        for uv, d, axis, limit in (
+            (np.stack([np.zeros(60), np.arange(60) + 0.5], 1), depth[:, 0], 0, 0.0),
+            (np.stack([np.full(60, 80.0), np.arange(60) + 0.5], 1), depth[:, -1], 0, 80.0),
+            (np.stack([np.arange(80) + 0.5, np.zeros(80)], 1), depth[0], 1, 0.0),
+            (np.stack([np.arange(80) + 0.5, np.full(80, 60.0)], 1), depth[-1], 1, 60.0),
+        ):
+            X = np.concatenate([uv, np.ones((len(uv), 1))], 1) @ Kinv.T * d[:, None]
+            p = (X @ w2c[:3, :3].T + w2c[:3, 3]) @ Kf.T
+            c = p[:, axis] / p[:, 2]
+            inward = c.max() - limit if limit == 0.0 else limit - c.min()
+            worst = max(worst, inward)
+    if s < MAX_OVERSCAN:
+        assert worst <= 1e-6  # the edge never enters the frame
+    if s > 1.0:
+        assert worst > -0.5  # and the zoom is tight: some edge sits right at the border
