@@ -1,8 +1,8 @@
 """Which implementation renders: the fastest available, or the one the user forces.
 
 Implementations register here in order of speed (benchmarks decide the order). The torch
-reference is always available; the Triton and CUDA C++ kernels register themselves when
-their module imports and the device supports them.
+reference is always available; the Triton kernels load when Triton can run (a CUDA GPU,
+or TRITON_INTERPRET=1 on the CPU for tests); this version has no CUDA C++ renderer.
 """
 
 from __future__ import annotations
@@ -22,6 +22,17 @@ def _torch_impl() -> ModuleType:
     return reference
 
 
+def _triton_impl() -> ModuleType:
+    from ..kernels import triton_status
+
+    usable, why = triton_status()
+    if not usable:
+        raise Photo3DError(f"--kernels triton is not available: {why}; use --kernels torch or auto")
+    from ..kernels import splat
+
+    return splat
+
+
 def _unavailable(name: str, why: str):
     def load() -> ModuleType:
         raise Photo3DError(f"--kernels {name} is not available: {why}; use --kernels torch or auto")
@@ -33,7 +44,7 @@ def _unavailable(name: str, why: str):
 # of the reference's signatures, or raises Photo3DError saying why it cannot.
 _LOADERS = {
     "cuda": _unavailable("cuda", "this build has no CUDA C++ renderer (photo3d_fast._C)"),
-    "triton": _unavailable("triton", "this version has no Triton renderer yet"),
+    "triton": _triton_impl,
     "torch": _torch_impl,
 }
 

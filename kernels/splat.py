@@ -1,0 +1,208 @@
+"""Fused splat and resolve of LDI texels in Triton: the renderer's per-frame hot path.
+
+Same contract as ``photo3d_fast.render.reference`` (``prepare`` and ``render_frame``),
+same math, in two passes over the texels instead of ~60 tensor passes:
+
+1. ``_zbuffer_kernel``: per texel, read its world point and its four surface neighbours,
+   transform and project all five (camera = R^T (X - t), OpenCV pinhole), derive the
+   per-side footprint exactly as ``reference.footprints`` does, and ``atomic_min`` the key
+   (float bits of z << 32 | texel id) into every covered pixel of an int64 z-buffer.
+2. ``_resolve_kernel``: recompute the same footprint (cheaper than storing it), read the
+   winner of each covered pixel, and ``atomic_add`` the tent-weighted color of texels
+   within the resolve tolerance into a (pixels, 4) float32 accumulator.
+
+Normalisation and hole filling are shared with the reference (``reference.finish``).
+
+Bytes per frame, both passes (T texels, P covered (pixel, texel) pairs, N output pixels):
+each pass reads 5 points (60 B, neighbours mostly from cache: ~12 B from DRAM) + 4 link
+bytes + the texel id (8 B); pass 1 does P int64 atomics (16 B each), pass 2 reads P
+z-buffer entries (8 B), 3 color floats per texel (12 B) and does P 16-byte atomic adds.
+Roughly 2 * 24 * T + 40 * P + 16 * N bytes from DRAM, with P ~ 1.3 T for a swing.
+
+Floating-point: the transform is written as multiply-adds, the reference as a matmul; a
+texel whose footprint boundary falls within rounding of a pixel center may cover one
+pixel more or less than in the reference (the tests bound how often), and the float
+atomic adds make color sums order-dependent on a GPU (differences of ~1e-7).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from photo3d_fast.render.reference import (
+    FOOTPRINT_MARGIN,
+    MAX_HALF_EXTENT,
+    RESOLVE_SHARE,
+    Z_NEAR,
+    SurfaceGrid,
+    finish,
+    prepare,
+)
+
+__all__ = ["prepare", "render_frame"]
+
+BLOCK = 128
+# Module-level constexprs: @triton.jit helpers see these, not their caller's parameters.
+Z_NEAR_C = tl.constexpr(Z_NEAR)
+MARGIN_C = tl.constexpr(FOOTPRINT_MARGIN)
+MAX_EXT_C = tl.constexpr(MAX_HALF_EXTENT)
+# z-buffer key of depth 1.0 (float bits 0x3F800000 << 32): what masked lanes read, so
+# they never divide by zero
+ONE_KEY = tl.constexpr(0x3F800000 << 32)
+
+
+@triton.jit
+def _project(points_ptr, idx, cam_ptr, mask):
+    """Camera-space point and pixel coords of grid point ``idx`` (3 floats at idx*3)."""
+    x = tl.load(points_ptr + idx * 3 + 0, mask=mask, other=1.0)
+    y = tl.load(points_ptr + idx * 3 + 1, mask=mask, other=1.0)
+    z = tl.load(points_ptr + idx * 3 + 2, mask=mask, other=1.0)
+    # cam_ptr: R (row-major 3x3), t (3), fx, fy, cx, cy
+    dx = x - tl.load(cam_ptr + 9)
+    dy = y - tl.load(cam_ptr + 10)
+    dz = z - tl.load(cam_ptr + 11)
+    # R^T (X - t): column j of R dotted with (X - t)
+    cx_ = tl.load(cam_ptr + 0) * dx + tl.load(cam_ptr + 3) * dy + tl.load(cam_ptr + 6) * dz
+    cy_ = tl.load(cam_ptr + 1) * dx + tl.load(cam_ptr + 4) * dy + tl.load(cam_ptr + 7) * dz
+    cz_ = tl.load(cam_ptr + 2) * dx + tl.load(cam_ptr + 5) * dy + tl.load(cam_ptr + 8) * dz
+    inv_z = 1.0 / tl.maximum(cz_, Z_NEAR_C)
+    u = tl.load(cam_ptr + 12) * cx_ * inv_z + tl.load(cam_ptr + 14)
+    v = tl.load(cam_ptr + 13) * cy_ * inv_z + tl.load(cam_ptr + 15)
+    return u, v, cz_, z
+
+
+@triton.jit
+def _side(near, far, shear, has_near, has_far, own):
+    """Extent of one footprint side, as reference.footprints."""
+    linked = tl.minimum(tl.maximum(0.5 * MARGIN_C * tl.maximum(near, shear), 0.5), MAX_EXT_C)
+    silhouette = tl.minimum(tl.where(has_far, 0.5 * far, own), MAX_EXT_C)
+    return tl.where(has_near, linked, silhouette)
+
+
+@triton.jit
+def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out_w, out_h, focal_ratio):
+    """Projected center, depth and per-side extents of texels ``tex`` (flat L*H*W ids)."""
+    x = tex % W
+    y = (tex // W) % H
+    k = tex // (W * H)
+    u, v, z, z_src = _project(points_ptr, tex, cam_ptr, mask)
+    has_l = mask & (x > 0)
+    has_r = mask & (x < W - 1)
+    has_t = mask & (y > 0)
+    has_b = mask & (y < H - 1)
+    # links: link_x (L, H, W-1) between x and x+1; link_y (L, H-1, W) between y and y+1
+    lx = k * H * (W - 1) + y * (W - 1) + x
+    ly = k * (H - 1) * W + y * W + x
+    has_l = has_l & (tl.load(link_x_ptr + lx - 1, mask=has_l, other=0) != 0)
+    has_r = has_r & (tl.load(link_x_ptr + lx, mask=has_r, other=0) != 0)
+    has_t = has_t & (tl.load(link_y_ptr + ly - W, mask=has_t, other=0) != 0)
+    has_b = has_b & (tl.load(link_y_ptr + ly, mask=has_b, other=0) != 0)
+    ul, vl, _, _ = _project(points_ptr, tex - 1, cam_ptr, has_l)
+    ur, vr, _, _ = _project(points_ptr, tex + 1, cam_ptr, has_r)
+    ut, vt, _, _ = _project(points_ptr, tex - W, cam_ptr, has_t)
+    ub, vb, _, _ = _project(points_ptr, tex + W, cam_ptr, has_b)
+    du_l = tl.where(has_l, tl.abs(u - ul), 0.0)
+    du_r = tl.where(has_r, tl.abs(ur - u), 0.0)
+    dv_t = tl.where(has_t, tl.abs(v - vt), 0.0)
+    dv_b = tl.where(has_b, tl.abs(vb - v), 0.0)
+    shear_u = tl.maximum(tl.where(has_t, tl.abs(u - ut), 0.0), tl.where(has_b, tl.abs(ub - u), 0.0))
+    shear_v = tl.maximum(tl.where(has_l, tl.abs(v - vl), 0.0), tl.where(has_r, tl.abs(vr - v), 0.0))
+    own = 0.5 * focal_ratio * z_src / tl.maximum(z, Z_NEAR_C)
+    left = _side(du_l, du_r, shear_u, has_l, has_r, own)
+    right = _side(du_r, du_l, shear_u, has_r, has_l, own)
+    up = _side(dv_t, dv_b, shear_v, has_t, has_b, own)
+    down = _side(dv_b, dv_t, shear_v, has_b, has_t, own)
+    x0 = tl.maximum(tl.ceil(u - left - 0.5), 0.0).to(tl.int32)
+    x1 = tl.minimum(tl.floor(u + right - 0.5), (out_w - 1).to(tl.float32)).to(tl.int32)
+    y0 = tl.maximum(tl.ceil(v - up - 0.5), 0.0).to(tl.int32)
+    y1 = tl.minimum(tl.floor(v + down - 0.5), (out_h - 1).to(tl.float32)).to(tl.int32)
+    ok = mask & (z > Z_NEAR_C)
+    nx = tl.where(ok, tl.maximum(x1 - x0 + 1, 0), 0)
+    ny = tl.where(ok, tl.maximum(y1 - y0 + 1, 0), 0)
+    return u, v, z, left, right, up, down, x0, y0, nx, ny
+
+
+@triton.jit
+def _zbuffer_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, zbuf_ptr,
+                    n_texels, H, W, OUT_W, OUT_H, focal_ratio, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n_texels
+    tex = tl.load(texels_ptr + offs, mask=mask, other=0)
+    u, v, z, left, right, up, down, x0, y0, nx, ny = _footprint(
+        points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, OUT_W, OUT_H, focal_ratio)
+    # Positive float bits order like the floats, so the integer minimum is the nearest
+    # texel, ties broken by the lower id, whatever order the atomics land in.
+    key = (z.to(tl.int32, bitcast=True).to(tl.int64) << 32) | tex
+    for j in range(0, tl.max(ny, axis=0)):
+        for i in range(0, tl.max(nx, axis=0)):
+            hit = (i < nx) & (j < ny)
+            pix = (y0 + j).to(tl.int64) * OUT_W + (x0 + i)
+            tl.atomic_min(zbuf_ptr + pix, key, mask=hit)
+
+
+@triton.jit
+def _resolve_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, colors_ptr, zbuf_ptr,
+                    acc_ptr, n_texels, H, W, OUT_W, OUT_H, focal_ratio, tolerance, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n_texels
+    tex = tl.load(texels_ptr + offs, mask=mask, other=0)
+    u, v, z, left, right, up, down, x0, y0, nx, ny = _footprint(
+        points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, OUT_W, OUT_H, focal_ratio)
+    r = tl.load(colors_ptr + offs * 3 + 0, mask=mask, other=0.0)
+    g = tl.load(colors_ptr + offs * 3 + 1, mask=mask, other=0.0)
+    b = tl.load(colors_ptr + offs * 3 + 2, mask=mask, other=0.0)
+    inv_z = 1.0 / z
+    for j in range(0, tl.max(ny, axis=0)):
+        for i in range(0, tl.max(nx, axis=0)):
+            hit = (i < nx) & (j < ny)
+            px = x0 + i
+            py = y0 + j
+            pix = py.to(tl.int64) * OUT_W + px
+            win = tl.load(zbuf_ptr + pix, mask=hit, other=ONE_KEY)
+            z_win = (win >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+            keep = hit & (inv_z >= 1.0 / z_win - tolerance)
+            dx = px.to(tl.float32) + 0.5 - u
+            dy = py.to(tl.float32) + 0.5 - v
+            wx = 1.0 - tl.abs(dx) / (tl.where(dx < 0, left, right) + 0.5)
+            wy = 1.0 - tl.abs(dy) / (tl.where(dy < 0, up, down) + 0.5)
+            w = wx * wy
+            tl.atomic_add(acc_ptr + pix * 4 + 0, r * w, mask=keep)
+            tl.atomic_add(acc_ptr + pix * 4 + 1, g * w, mask=keep)
+            tl.atomic_add(acc_ptr + pix * 4 + 2, b * w, mask=keep)
+            tl.atomic_add(acc_ptr + pix * 4 + 3, w, mask=keep)
+
+
+def _camera(c2w: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """(16,) float32 on the device: R row-major, t, fx, fy, cx, cy."""
+    return torch.cat([c2w[:3, :3].reshape(-1), c2w[:3, 3], K[0, 0:1], K[1, 1:2], K[0, 2:3], K[1, 2:3]]).float().contiguous()
+
+
+def accumulate(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both passes: (acc (W*H, 4) float32, zbuf (W*H,) int64), as reference.render_frame builds them."""
+    w, h = size
+    L, H, W = grid.points.shape[:3]
+    dev = grid.points.device
+    points = grid.points.reshape(-1, 3).contiguous()
+    link_x = grid.link_x.to(torch.uint8).contiguous()
+    link_y = grid.link_y.to(torch.uint8).contiguous()
+    cam = _camera(c2w, K)
+    n = grid.texels.numel()
+    zbuf = torch.full((w * h,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
+    acc = torch.zeros(w * h, 4, dtype=torch.float32, device=dev)
+    if n == 0:
+        return acc, zbuf
+    focal_ratio = float(K[0, 0]) / grid.focal
+    grid_size = (triton.cdiv(n, BLOCK),)
+    _zbuffer_kernel[grid_size](points, link_x, link_y, cam, grid.texels, zbuf, n, H, W, w, h, focal_ratio, BLOCK=BLOCK)
+    colors = grid.colors.contiguous()
+    _resolve_kernel[grid_size](points, link_x, link_y, cam, grid.texels, colors, zbuf, acc, n, H, W, w, h,
+                               focal_ratio, RESOLVE_SHARE * grid.edge_disparity, BLOCK=BLOCK)
+    return acc, zbuf
+
+
+def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as reference.render_frame: (H, W, 3) float32 color and (H, W) bool coverage."""
+    acc, zbuf = accumulate(grid, c2w, K, size)
+    return finish(acc, zbuf, size)
