@@ -43,6 +43,7 @@ def cuda_build() -> dict:
     ext = CUDAExtension(
         "photo3d_fast._C",
         sources,
+        include_dirs=[os.path.abspath("csrc")],
         extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "--use_fast_math", *gencode]},
     )
     return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExtension}}

@@ -82,7 +82,7 @@ def _side(near, far, shear, has_near, has_far, own):
 
 
 @triton.jit
-def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out_w, out_h, focal_ratio):
+def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out_w, out_h, grid_focal):
     """Projected center, depth and per-side extents of texels ``tex`` (flat L*H*W ids)."""
     x = tex % W
     y = (tex // W) % H
@@ -109,7 +109,8 @@ def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out
     dv_b = tl.where(has_b, tl.abs(vb - v), 0.0)
     shear_u = tl.maximum(tl.where(has_t, tl.abs(u - ut), 0.0), tl.where(has_b, tl.abs(ub - u), 0.0))
     shear_v = tl.maximum(tl.where(has_l, tl.abs(v - vl), 0.0), tl.where(has_r, tl.abs(vr - v), 0.0))
-    own = 0.5 * focal_ratio * z_src / tl.maximum(z, Z_NEAR_C)
+    # output fx over the LDI's fx: the magnification of an isolated texel at equal depth
+    own = 0.5 * tl.load(cam_ptr + 12) / grid_focal * z_src / tl.maximum(z, Z_NEAR_C)
     left = _side(du_l, du_r, shear_u, has_l, has_r, own)
     right = _side(du_r, du_l, shear_u, has_r, has_l, own)
     up = _side(dv_t, dv_b, shear_v, has_t, has_b, own)
@@ -126,12 +127,12 @@ def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out
 
 @triton.jit
 def _zbuffer_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, zbuf_ptr,
-                    n_texels, H, W, OUT_W, OUT_H, focal_ratio, BLOCK: tl.constexpr):
+                    n_texels, H, W, OUT_W, OUT_H, grid_focal, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n_texels
     tex = tl.load(texels_ptr + offs, mask=mask, other=0)
     u, v, z, left, right, up, down, x0, y0, nx, ny = _footprint(
-        points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, OUT_W, OUT_H, focal_ratio)
+        points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, OUT_W, OUT_H, grid_focal)
     # Positive float bits order like the floats, so the integer minimum is the nearest
     # texel, ties broken by the lower id, whatever order the atomics land in.
     key = (z.to(tl.int32, bitcast=True).to(tl.int64) << 32) | tex
@@ -144,12 +145,12 @@ def _zbuffer_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, zbu
 
 @triton.jit
 def _resolve_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, colors_ptr, zbuf_ptr,
-                    acc_ptr, n_texels, H, W, OUT_W, OUT_H, focal_ratio, tolerance, BLOCK: tl.constexpr):
+                    acc_ptr, n_texels, H, W, OUT_W, OUT_H, grid_focal, tolerance, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n_texels
     tex = tl.load(texels_ptr + offs, mask=mask, other=0)
     u, v, z, left, right, up, down, x0, y0, nx, ny = _footprint(
-        points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, OUT_W, OUT_H, focal_ratio)
+        points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, OUT_W, OUT_H, grid_focal)
     r = tl.load(colors_ptr + offs * 3 + 0, mask=mask, other=0.0)
     g = tl.load(colors_ptr + offs * 3 + 1, mask=mask, other=0.0)
     b = tl.load(colors_ptr + offs * 3 + 2, mask=mask, other=0.0)
@@ -193,12 +194,11 @@ def accumulate(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tupl
     acc = torch.zeros(w * h, 4, dtype=torch.float32, device=dev)
     if n == 0:
         return acc, zbuf
-    focal_ratio = float(K[0, 0]) / grid.focal
     grid_size = (triton.cdiv(n, BLOCK),)
-    _zbuffer_kernel[grid_size](points, link_x, link_y, cam, grid.texels, zbuf, n, H, W, w, h, focal_ratio, BLOCK=BLOCK)
+    _zbuffer_kernel[grid_size](points, link_x, link_y, cam, grid.texels, zbuf, n, H, W, w, h, grid.focal, BLOCK=BLOCK)
     colors = grid.colors.contiguous()
     _resolve_kernel[grid_size](points, link_x, link_y, cam, grid.texels, colors, zbuf, acc, n, H, W, w, h,
-                               focal_ratio, RESOLVE_SHARE * grid.edge_disparity, BLOCK=BLOCK)
+                               grid.focal, RESOLVE_SHARE * grid.edge_disparity, BLOCK=BLOCK)
     return acc, zbuf
 
 

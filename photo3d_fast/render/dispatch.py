@@ -2,7 +2,8 @@
 
 Implementations register here in order of speed (benchmarks decide the order). The torch
 reference is always available; the Triton kernels load when Triton can run (a CUDA GPU,
-or TRITON_INTERPRET=1 on the CPU for tests); this version has no CUDA C++ renderer.
+or TRITON_INTERPRET=1 on the CPU for tests); the CUDA C++ ones when setup.py built
+photo3d_fast._C.
 """
 
 from __future__ import annotations
@@ -33,17 +34,17 @@ def _triton_impl() -> ModuleType:
     return splat
 
 
-def _unavailable(name: str, why: str):
-    def load() -> ModuleType:
-        raise Photo3DError(f"--kernels {name} is not available: {why}; use --kernels torch or auto")
+def _cuda_impl() -> ModuleType:
+    from . import cuda
 
-    return load
+    cuda.load()
+    return cuda
 
 
-# name -> loader, fastest first. A loader returns a module with prepare() and render_frame()
+# name -> loader, in the order auto tries them (to be settled by bench/render.py on a GPU). A loader returns a module with prepare() and render_frame()
 # of the reference's signatures, or raises Photo3DError saying why it cannot.
 _LOADERS = {
-    "cuda": _unavailable("cuda", "this build has no CUDA C++ renderer (photo3d_fast._C)"),
+    "cuda": _cuda_impl,
     "triton": _triton_impl,
     "torch": _torch_impl,
 }

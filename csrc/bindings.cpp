@@ -1,0 +1,51 @@
+// torch bindings of photo3d_fast._C: checks shapes, dtypes and devices, allocates the
+// outputs and launches csrc/splat.cu on the current stream.
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/extension.h>
+
+#include "splat.h"
+
+namespace {
+
+void check(const torch::Tensor& t, const char* name, torch::ScalarType dtype) {
+  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+  TORCH_CHECK(t.scalar_type() == dtype, name, " has dtype ", t.scalar_type(), ", expected ", dtype);
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+// Returns (acc (out_h*out_w, 4) float32, zbuf (out_h*out_w,) int64), as
+// photo3d_fast.render.reference builds them.
+std::vector<torch::Tensor> splat_accumulate(torch::Tensor points, torch::Tensor link_x, torch::Tensor link_y,
+                                            torch::Tensor texels, torch::Tensor colors, torch::Tensor cam,
+                                            int64_t out_w, int64_t out_h, double grid_focal, double tolerance,
+                                            double z_near, double margin, double max_extent) {
+  check(points, "points", torch::kFloat32);
+  check(link_x, "link_x", torch::kUInt8);
+  check(link_y, "link_y", torch::kUInt8);
+  check(texels, "texels", torch::kInt64);
+  check(colors, "colors", torch::kFloat32);
+  check(cam, "cam", torch::kFloat32);
+  TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "points must be (L, H, W, 3)");
+  TORCH_CHECK(cam.numel() == 16, "cam must hold 16 floats");
+  TORCH_CHECK(colors.size(0) == texels.size(0), "one color per texel");
+  const c10::cuda::CUDAGuard guard(points.device());
+  auto zbuf = torch::full({out_h * out_w}, std::numeric_limits<int64_t>::max(), points.options().dtype(torch::kInt64));
+  auto acc = torch::zeros({out_h * out_w, 4}, points.options());
+  photo3d::SplatInputs in{points.data_ptr<float>(), link_x.data_ptr<uint8_t>(), link_y.data_ptr<uint8_t>(),
+                          texels.data_ptr<int64_t>(), colors.data_ptr<float>(), cam.data_ptr<float>()};
+  photo3d::SplatParams p{texels.size(0), points.size(2), points.size(1), static_cast<int>(out_w),
+                         static_cast<int>(out_h), static_cast<float>(grid_focal), static_cast<float>(tolerance),
+                         static_cast<float>(z_near), static_cast<float>(margin), static_cast<float>(max_extent)};
+  const cudaError_t err = photo3d::splat_accumulate(
+      in, p, reinterpret_cast<unsigned long long*>(zbuf.data_ptr<int64_t>()), acc.data_ptr<float>(),
+      c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == cudaSuccess, "photo3d splat kernels failed: ", cudaGetErrorString(err));
+  return {acc, zbuf};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("splat_accumulate", &splat_accumulate, "Fused splat + resolve of LDI texels (see csrc/splat.cu)");
+}
