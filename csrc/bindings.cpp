@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
 
+#include "nv12.h"
 #include "splat.h"
 
 namespace {
@@ -44,8 +45,23 @@ std::vector<torch::Tensor> splat_accumulate(torch::Tensor points, torch::Tensor 
   return {acc, zbuf};
 }
 
+// (H*3/2, W) uint8 NV12 of an (H, W, 3) uint8 CUDA image with even H and W.
+torch::Tensor rgb_to_nv12(torch::Tensor rgb) {
+  check(rgb, "rgb", torch::kUInt8);
+  TORCH_CHECK(rgb.dim() == 3 && rgb.size(2) == 3, "rgb must be (H, W, 3)");
+  const int64_t h = rgb.size(0), w = rgb.size(1);
+  TORCH_CHECK(h % 2 == 0 && w % 2 == 0, "NV12 needs an even width and height, got ", w, "x", h);
+  const c10::cuda::CUDAGuard guard(rgb.device());
+  auto out = torch::empty({h * 3 / 2, w}, rgb.options());
+  const cudaError_t err = photo3d::rgb_to_nv12(rgb.data_ptr<uint8_t>(), out.data_ptr<uint8_t>(), static_cast<int>(h),
+                                               static_cast<int>(w), c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == cudaSuccess, "photo3d rgb_to_nv12 kernel failed: ", cudaGetErrorString(err));
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("splat_accumulate", &splat_accumulate, "Fused splat + resolve of LDI texels (see csrc/splat.cu)");
+  m.def("rgb_to_nv12", &rgb_to_nv12, "RGB -> NV12, BT.709 limited range, left chroma siting (see csrc/nv12.cu)");
 }

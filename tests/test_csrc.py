@@ -19,14 +19,15 @@ def test_kernels_compile_for_ampere_ada_hopper(tmp_path):
     # The same architectures as setup.py's ARCHS; the torch bindings need CUDA torch's
     # headers and are compiled by setup.py itself.
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ("80", "89", "90")]
-    r = subprocess.run(
-        ["nvcc", "-std=c++17", "-O3", "--use_fast_math", *gencode, "-I", str(CSRC), "-c",
-         str(CSRC / "splat.cu"), "-o", str(tmp_path / "splat.o")],
-        capture_output=True, text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "splat.o").stat().st_size > 0
-    assert "warning" not in r.stderr.lower(), r.stderr
+    for source in sorted(CSRC.glob("*.cu")):
+        obj = tmp_path / f"{source.stem}.o"
+        r = subprocess.run(
+            ["nvcc", "-std=c++17", "-O3", "--use_fast_math", *gencode, "-I", str(CSRC), "-c", str(source), "-o", str(obj)],
+            capture_output=True, text=True,
+        )
+        assert r.returncode == 0, f"{source.name}: {r.stderr}"
+        assert obj.stat().st_size > 0
+        assert "warning" not in r.stderr.lower(), r.stderr
 
 
 def _built() -> bool:
@@ -62,3 +63,15 @@ def test_cuda_matches_reference(size):
         same = cov_f & cov_s
         assert (cov_f != cov_s).float().mean() <= 0.005
         torch.testing.assert_close(fast[same], slow[same], rtol=0, atol=2e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not _built(), reason="needs a CUDA GPU and photo3d_fast._C")
+@pytest.mark.parametrize("size", [(2, 2), (64, 36), (1920, 1080)])
+def test_cuda_nv12_matches_reference(size):
+    from photo3d_fast import _C
+    from photo3d_fast.nv12 import rgb_to_nv12_reference
+
+    w, h = size
+    rgb = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, device="cuda", generator=None)
+    # exact: both round the same separately-rounded float32 operations
+    torch.testing.assert_close(_C.rgb_to_nv12(rgb), rgb_to_nv12_reference(rgb), rtol=0, atol=0)
