@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .config import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_NEAR, EncodeConfig, PathConfig, RenderConfig
 from .errors import Photo3DError
+from .formats import CODEC_CHOICES, ENCODER_CHOICES
 from .paths import ALIASES, PRESETS
 
 DESCRIPTION = """\
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
     r.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
-    r.add_argument("-o", "--output", type=Path, help="output .mp4/.mov/.mkv (default: IMAGE name with .mp4, here)")
+    r.add_argument("-o", "--output", type=Path, help="output .mp4/.mov/.mkv/.webm, or .gif/.webp previews (default: IMAGE name with .mp4, here)")
     motion = r.add_argument_group("motion")
     motion.add_argument("--path", default=PathConfig.preset, metavar="PRESET|FILE.json",
                         help=f"camera path (default {PathConfig.preset})")
@@ -94,9 +95,25 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
     out.add_argument("--no-overscan", dest="overscan", action="store_false",
                      help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
-    out.add_argument("--crf", type=int, default=EncodeConfig.crf, help="x264 quality, lower is better (default %(default)d)")
+    out.add_argument("--encoder", default=EncodeConfig.encoder, choices=ENCODER_CHOICES,
+                     help="auto (default): NVENC via PyNvVideoCodec if a session opens, else ffmpeg's "
+                          "h264/hevc/av1_nvenc if it encodes a test frame, else the CPU encoder (x264 "
+                          "for h264); says on stderr what it chose and why. nvenc needs "
+                          "photo3d_fast[nvenc] and a GPU with NVENC (not A100/H100/H200; not verified "
+                          "on hardware)")
+    out.add_argument("--codec", default=EncodeConfig.codec, choices=CODEC_CHOICES,
+                     help="auto (default): h264 for .mp4/.mov/.mkv, av1 for .webm (vp9 without "
+                          "SVT-AV1); the output extension picks the container, .gif/.webp make previews")
+    out.add_argument("--crf", "--quality", dest="crf", type=int, default=EncodeConfig.crf,
+                     help="quality, lower is better: crf of x264/x265/SVT-AV1/VP9, constant QP/CQ of "
+                          "NVENC (default per encoder: x264 18, x265 20, SVT-AV1 30, VP9 31, NVENC 21)")
+    out.add_argument("--bitrate", default=EncodeConfig.bitrate, metavar="RATE",
+                     help="target bitrate such as 8M or 2500k instead of constant quality")
+    out.add_argument("--pix-fmt", default=EncodeConfig.pix_fmt,
+                     help="output pixel format (default %(default)s; NVENC: yuv420p only)")
     out.add_argument("--encoder-preset", default=EncodeConfig.encoder_preset,
-                     help="x264 speed preset, ultrafast..veryslow (default %(default)s)")
+                     help="speed preset, x264 names ultrafast..veryslow, mapped for SVT-AV1, VP9 "
+                          "and NVENC (which also takes p1..p7) (default %(default)s)")
     eng = r.add_argument_group("engine")
     eng.add_argument("--layers", type=int, default=RenderConfig.layers, help="LDI layers, 1..8 (default %(default)d)")
     eng.add_argument("--kernels", default=RenderConfig.kernels, choices=("auto", "torch", "triton", "cuda"),
@@ -159,7 +176,11 @@ def _render(args: argparse.Namespace) -> None:
         far=args.far,
         size=args.size,
         frames=args.frames,
+        encoder=args.encoder,
+        codec=args.codec,
         crf=args.crf,
+        bitrate=args.bitrate,
+        pix_fmt=args.pix_fmt,
         encoder_preset=args.encoder_preset,
         layers=args.layers,
         overscan=args.overscan,

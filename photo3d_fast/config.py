@@ -117,19 +117,41 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    """How frames become a video file (ffmpeg from imageio-ffmpeg).
+    """How frames become a video file (rules and choices in ``photo3d_fast.formats``).
 
-    codec: ffmpeg encoder name; crf: constant rate factor (lower = better, 18 is visually
-    lossless for x264); encoder_preset: x264/x265 speed preset; pix_fmt: output pixel format.
+    encoder: "auto" (probe: NVENC via PyNvVideoCodec, then ffmpeg's *_nvenc, then the CPU
+        encoder; says on stderr what it chose and why) | "nvenc" | "ffmpeg-nvenc" | "x264"
+        | "x265" | "svtav1" | "vpx".
+    codec: "auto" (from the encoder and the output extension: h264 for .mp4/.mov/.mkv, av1
+        for .webm) | "h264" | "hevc" | "av1" | "vp9", or an ffmpeg encoder name such as
+        "libx264" (expert use, passed through).
+    crf: quality, lower is better: x264/x265/SVT-AV1/VP9 crf, NVENC constant-quality cq;
+        None means the encoder's default (x264 18, x265 20, SVT-AV1 30, VP9 31, NVENC 21).
+    bitrate: target bitrate such as "8M" or "2500k" instead of constant quality.
+    encoder_preset: speed, x264 names (ultrafast..veryslow), mapped for SVT-AV1, VP9 and
+        NVENC (which also takes p1..p7). pix_fmt: output pixel format (yuv420p; NVENC: only
+        yuv420p, fed as NV12).
     """
 
-    codec: str = "libx264"
-    crf: int = 18
+    encoder: str = "auto"
+    codec: str = "auto"
+    crf: int | None = None
+    bitrate: str | None = None
     encoder_preset: str = "medium"
     pix_fmt: str = "yuv420p"
 
     def __post_init__(self) -> None:
+        import re
+
         from .errors import Photo3DError
 
-        if not (0 <= self.crf <= 51):
-            raise Photo3DError(f"--crf {self.crf} must be between 0 and 51")
+        encoders = ("auto", "nvenc", "ffmpeg-nvenc", "x264", "x265", "svtav1", "vpx")
+        if self.encoder not in encoders:
+            raise Photo3DError(f"--encoder {self.encoder!r}: choose one of {', '.join(encoders)}")
+        if self.crf is not None and not (0 <= self.crf <= 63):
+            raise Photo3DError(f"--crf {self.crf} must be between 0 and 63 (51 for x264/x265/NVENC h264, hevc)")
+        if self.bitrate is not None:
+            if not re.fullmatch(r"[1-9][0-9]*(\.[0-9]+)?[kKmM]?", str(self.bitrate)):
+                raise Photo3DError(f"--bitrate {self.bitrate!r}: give bits per second such as 8M or 2500k")
+            if self.crf is not None:
+                raise Photo3DError("give --crf/--quality or --bitrate, not both")

@@ -1,11 +1,18 @@
-"""Frame sinks: the ffmpeg pipe fallback encoder (VideoWriter) and a PNG sequence writer.
+"""Frame sinks: video encoders behind one interface, and a PNG sequence writer.
 
-Both take (H, W, 3) uint8 RGB frames (numpy arrays or torch tensors on any device), copy
-each to the host in the caller's thread and hand it to a writer thread through a bounded
-queue, so the caller renders frame n+1 while frame n is encoded. Output is atomic: it is
-written under a temporary name and renamed only when complete; every failure path (an
-exception in the caller, KeyboardInterrupt, ffmpeg dying, a bad frame) kills and reaps
-ffmpeg and removes what was written.
+Every sink takes (H, W, 3) uint8 RGB frames (numpy arrays or torch tensors on any device)
+through ``write`` and hands them to a writer thread through a bounded queue, so the caller
+renders frame n+1 while frame n is encoded. GPU frames reach the host through pinned
+buffers with non-blocking copies (the writer thread waits on each copy's event). Output is
+atomic: it is written under a temporary name and renamed only when complete; every failure
+path (an exception in the caller, KeyboardInterrupt, the encoder dying, a bad frame, a full
+disk) kills and reaps the encoder process and removes what was written.
+
+- ``open_video(path, fps, size, config)``: the entry point; resolves ``config.encoder``
+  (``auto`` probes and says what it chose) and returns a ``VideoWriter`` (ffmpeg: x264,
+  x265, SVT-AV1, VP9, *_nvenc, gif, webp) or an ``NvencWriter`` (PyNvVideoCodec).
+- ``VideoWriter``: raw RGB frames piped into the ffmpeg binary from imageio-ffmpeg.
+- ``PngFrameWriter``: frame_00000.png, ...
 """
 
 from __future__ import annotations
@@ -24,17 +31,97 @@ import numpy as np
 
 from .config import EncodeConfig
 from .errors import Photo3DError, warn
+from .formats import CONTAINERS, Plan, ffmpeg_exe, ffmpeg_rate, plan_output, quality_args, say
 
 #: Output extension -> ffmpeg muxer, passed with -f so the temporary name cannot mislead it.
-MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+MUXERS = {suffix: muxer for suffix, (muxer, _) in CONTAINERS.items()}
 _STOP = None  # queue sentinel: no more frames
+
+
+def open_video(path: str | os.PathLike, fps: float, size: tuple[int, int],
+               config: EncodeConfig = EncodeConfig(), queue_size: int = 8, quiet: bool = False):
+    """A video sink for ``path``: NvencWriter or VideoWriter, as ``config.encoder`` says.
+
+    With encoder "auto", probes NVENC (PyNvVideoCodec), then ffmpeg's *_nvenc, then takes
+    the CPU encoder of the codec, and prints on stderr what it chose and why (unless quiet).
+    """
+    plan = plan_output(path, config)
+    if config.encoder == "auto" and plan.kind not in ("gif", "webp"):
+        say(f"encoder: {plan.describe()}", quiet)
+    if plan.kind == "nvenc":
+        from .nvenc import NvencWriter
+
+        return NvencWriter(path, fps, size, config, queue_size=queue_size, plan=plan)
+    return VideoWriter(path, fps, size, config, queue_size=queue_size, plan=plan)
+
+
+class _Staged:
+    """A frame in a pinned host buffer, ready once its device->host copy's event fires."""
+
+    __slots__ = ("array", "event", "buffer", "pool")
+
+    def __init__(self, array: np.ndarray, event: Any, buffer: Any, pool: "PinnedStaging") -> None:
+        self.array, self.event, self.buffer, self.pool = array, event, buffer, pool
+
+    def wait(self) -> np.ndarray:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.array
+
+    def release(self) -> None:
+        self.pool.give_back(self.buffer)
+
+
+class PinnedStaging:
+    """Page-locked host buffers for device->host frame copies, recycled between frames.
+
+    ``stage(tensor)`` takes a free buffer (allocating up to ``count``, then waiting for the
+    writer to release one), enqueues a non-blocking copy on the tensor's current stream and
+    records an event after it. The caller returns at once and may render the next frame:
+    the copy is ordered before any later work on that stream, so reusing the frame's own
+    buffer is safe. Pinned memory is what makes the copy asynchronous (a pageable copy
+    blocks the caller) and runs it at full PCIe bandwidth. pin=False (CPU-only machines,
+    tests) keeps the same logic with ordinary memory.
+    """
+
+    def __init__(self, count: int, pin: bool = True, check: Any = None) -> None:
+        self.count, self.pin, self.allocated = count, pin, 0
+        self._free: queue.Queue = queue.Queue()
+        self._check = check or (lambda: None)  # raises if the writer thread failed
+
+    def stage(self, tensor: Any) -> _Staged:
+        torch = sys.modules["torch"]
+        buffer = self._take(tuple(tensor.shape), tensor.dtype)
+        buffer.copy_(tensor, non_blocking=True)
+        event = None
+        if tensor.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(tensor.device))
+        return _Staged(buffer.numpy(), event, buffer, self)
+
+    def give_back(self, buffer: Any) -> None:
+        self._free.put(buffer)
+
+    def _take(self, shape: tuple, dtype: Any) -> Any:
+        torch = sys.modules["torch"]
+        with contextlib.suppress(queue.Empty):
+            return self._free.get_nowait()
+        if self.allocated < self.count:
+            self.allocated += 1
+            return torch.empty(shape, dtype=dtype, pin_memory=self.pin)
+        while True:  # all buffers are queued or being encoded: wait for one
+            try:
+                return self._free.get(timeout=0.5)
+            except queue.Empty:
+                self._check()
 
 
 class _FrameSink:
     """Shared machinery: frame checks, host copy, writer thread, context manager.
 
-    Subclasses set _target and implement _consume(frame) (runs in the writer thread),
-    _finish() -> Path and _cleanup() (removes partial output; safe to call twice).
+    Subclasses set _target and implement _consume(item) (runs in the writer thread),
+    _finish() -> Path and _cleanup() (removes partial output; safe to call twice); they
+    may override _stage(frame) to turn a checked frame into what the queue carries.
     """
 
     def __init__(self, size: tuple[int, int] | None, queue_size: int) -> None:
@@ -44,6 +131,7 @@ class _FrameSink:
         self._error: BaseException | None = None
         self._state = "open"  # open -> closed | aborted
         self._result: Path | None = None
+        self._staging: PinnedStaging | None = None
         self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
 
     # -- caller side ---------------------------------------------------------------
@@ -57,10 +145,10 @@ class _FrameSink:
             raise Photo3DError(f"write() on a {self._state} {type(self).__name__}")
         try:
             self._raise_thread_error()
-            array = self._to_host(frame)
+            item = self._stage(self._check_frame(frame))
             while True:  # a timeout so a dead writer thread cannot block us forever
                 try:
-                    self._queue.put(array, timeout=0.5)
+                    self._queue.put(item, timeout=0.5)
                     break
                 except queue.Full:
                     self._raise_thread_error()
@@ -69,7 +157,8 @@ class _FrameSink:
             self.abort()
             raise
 
-    def _to_host(self, frame: Any) -> np.ndarray:
+    def _check_frame(self, frame: Any) -> Any:
+        """The frame as a numpy array or torch tensor, after checking its shape and dtype."""
         torch = sys.modules.get("torch")  # a tensor implies torch is imported; never import it here
         if torch is not None and isinstance(frame, torch.Tensor):
             shape, dtype, is_u8 = tuple(frame.shape), str(frame.dtype), frame.dtype == torch.uint8
@@ -81,12 +170,22 @@ class _FrameSink:
         want = (self.size[1], self.size[0], 3) if self.size else "(H, W, 3)"
         if shape != want or not is_u8:
             raise Photo3DError(f"frame {self.n_frames} is {shape} {dtype}, expected {want} uint8 RGB")
-        if not isinstance(frame, np.ndarray):
-            # .cpu() copies from a GPU; a CPU tensor shares memory, and the caller may reuse
-            # its buffer for the next frame while this one waits in the queue, so copy.
-            frame = frame.detach()
-            return frame.cpu().numpy() if frame.device.type != "cpu" else frame.numpy().copy()
-        return np.array(frame, order="C", copy=True)
+        return frame
+
+    def _stage(self, frame: Any) -> Any:
+        """A host copy the caller cannot change any more: it may reuse its buffer for the
+        next frame while this one waits in the queue."""
+        if isinstance(frame, np.ndarray):
+            return np.array(frame, order="C", copy=True)
+        frame = frame.detach()
+        if frame.device.type == "cpu":
+            return frame.numpy().copy()
+        if self._staging is None:
+            torch = sys.modules["torch"]
+            pin = frame.device.type == "cuda" and torch.cuda.is_available()
+            # queue_size frames waiting + one being encoded + one being copied
+            self._staging = PinnedStaging(self._queue.maxsize + 2, pin, self._raise_thread_error)
+        return self._staging.stage(frame)
 
     def close(self) -> Path:
         """Flush the queue, finalise the output and return its final path."""
@@ -97,6 +196,7 @@ class _FrameSink:
         try:
             if self.n_frames == 0:
                 raise Photo3DError(f"no frames were written to {self._target}; nothing was saved")
+            self._flush()
             self._queue.put(_STOP)
             self._thread.join()
             self._raise_thread_error()
@@ -133,11 +233,15 @@ class _FrameSink:
             item = self._queue.get()
             if item is _STOP:
                 return
-            if self._error is None and self._state == "open":
-                try:
-                    self._consume(item)
-                except BaseException as e:  # kept for the caller; we go on draining the queue
-                    self._error = e
+            try:
+                if self._error is None and self._state == "open":
+                    try:
+                        self._consume(item.wait() if isinstance(item, _Staged) else item)
+                    except BaseException as e:  # kept for the caller; we go on draining the queue
+                        self._error = e
+            finally:
+                if isinstance(item, _Staged):
+                    item.release()
 
     def _raise_thread_error(self) -> None:
         if self._error is not None:
@@ -146,32 +250,30 @@ class _FrameSink:
     def _describe(self, error: BaseException) -> Photo3DError:
         return Photo3DError(f"writing {self._target} failed: {error}")
 
+    def _flush(self) -> None:
+        """Queue what an encoder still holds (NVENC's last packets) before _STOP."""
+
     def _stop_backend(self) -> None:
         pass
 
 
-class VideoWriter(_FrameSink):
-    """Streams RGB frames into ffmpeg (the binary from imageio-ffmpeg) through a writer thread.
+class _FfmpegSink(_FrameSink):
+    """Bytes piped into an ffmpeg process that writes ``path`` under a temporary name.
 
-    path: output .mp4/.mov/.mkv; fps: frames per second; size: (W, H) in pixels of the frames
-    that will be written; config: EncodeConfig (libx264, crf 18, preset medium, yuv420p by
-    default). Frames go to ffmpeg's stdin as raw rgb24, converted to the output format with
-    the BT.709 matrix (limited range) and tagged so, which is what players assume for video.
-    Context manager: on normal exit the file is finalised and renamed to `path`; on an
-    exception (KeyboardInterrupt included) ffmpeg is killed and reaped and the temporary
-    file removed.
+    Subclasses give _command() (the ffmpeg argv, ending with the temporary path) and
+    _label (names the encoder in error messages). On success the file is renamed to
+    ``path``; on any failure ffmpeg is killed and reaped and the temporary file removed.
     """
 
+    _label = "ffmpeg"
+
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int],
-                 config: EncodeConfig = EncodeConfig(), queue_size: int = 8) -> None:
+                 queue_size: int, plan: Plan) -> None:
         super().__init__(size, queue_size)
         self.path = self._target = Path(path).absolute()
-        self.config = config
+        self.plan = plan
+        self.fps = fps
         w, h = self.size  # type: ignore[misc]
-        suffix = self.path.suffix.lower()
-        if suffix not in MUXERS:
-            raise Photo3DError(f"cannot write {self.path.name}: supported extensions are "
-                               f"{', '.join(MUXERS)}")
         if not (0 < fps <= 1000):
             raise Photo3DError(f"fps {fps} must be a positive number of frames per second")
         if w < 2 or h < 2:
@@ -182,6 +284,7 @@ class VideoWriter(_FrameSink):
                                f"choose another output path")
         # Reserve the temporary name ourselves: this proves the directory is writable before
         # ffmpeg starts. The real extension stays last so the name still says what it is.
+        suffix = self.path.suffix.lower()
         self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}{suffix}")
         try:
             os.close(os.open(self._tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644))
@@ -191,7 +294,7 @@ class VideoWriter(_FrameSink):
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty ffmpeg can never block
         try:
             self._proc = subprocess.Popen(
-                self._command(fps, suffix), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                 stderr=self._stderr, bufsize=0,
                 # Own process group: Ctrl-C reaches only us, and we decide to kill ffmpeg,
                 # instead of ffmpeg finishing a truncated file on SIGINT.
@@ -204,39 +307,21 @@ class VideoWriter(_FrameSink):
             raise
         self._thread.start()
 
-    def _command(self, fps: float, suffix: str) -> list[str]:
-        import imageio_ffmpeg
+    def _command(self) -> list[str]:
+        raise NotImplementedError
 
-        cfg, (w, h) = self.config, self.size
-        filters = []
-        if "420" in cfg.pix_fmt or cfg.pix_fmt in ("nv12", "nv21"):  # 2x2 chroma needs even sizes
-            ew, eh = w - w % 2, h - h % 2
-            if (ew, eh) != (w, h):
-                filters.append(f"crop={ew}:{eh}:0:0")
-                warn(f"{cfg.pix_fmt} needs an even width and height; {w}x{h} frames are "
-                     f"cropped to {ew}x{eh} in {self.path.name}")
-        # swscale's default matrix is BT.601 while players assume BT.709 for untagged HD
-        # video, a visible hue shift; convert with BT.709 and say so in the stream.
-        if cfg.pix_fmt.startswith(("yuv", "nv")):
-            filters += ["scale=out_color_matrix=bt709:out_range=tv", "setparams=range=tv:"
-                        "color_primaries=bt709:color_trc=bt709:colorspace=bt709"]
-        ntsc = round(fps * 1.001)
-        # 29.97 means NTSC 30000/1001; a plain "29.97" would become 2997/100 and drift.
-        rate = f"{ntsc * 1000}/1001" if abs(fps * 1.001 - ntsc) < 1e-4 and fps != ntsc else repr(float(fps))
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", rate, "-i", "-",
-               "-an", "-c:v", cfg.codec, "-crf", str(cfg.crf)]
-        if cfg.codec in ("libx264", "libx265"):
-            cmd += ["-preset", cfg.encoder_preset]
-        if cfg.codec == "libx265" and suffix in (".mp4", ".mov"):
-            cmd += ["-tag:v", "hvc1"]  # QuickTime/Safari play HEVC only when tagged hvc1
-        cmd += (["-vf", ",".join(filters)] if filters else []) + ["-pix_fmt", cfg.pix_fmt]
-        if suffix in (".mp4", ".mov"):
-            cmd += ["-movflags", "+faststart"]  # index first: playback starts before download ends
-        return cmd + ["-f", MUXERS[suffix], str(self._tmp)]
+    def _container_args(self) -> list[str]:
+        args = []
+        if self.plan.codec == "hevc" and self.plan.suffix in (".mp4", ".mov"):
+            args += ["-tag:v", "hvc1"]  # QuickTime/Safari play HEVC only when tagged hvc1
+        if self.plan.suffix in (".mp4", ".mov"):
+            args += ["-movflags", "+faststart"]  # index first: playback starts before download ends
+        if self.plan.suffix in (".gif", ".webp"):
+            args += ["-loop", "0"]
+        return args + ["-f", self.plan.muxer, str(self._tmp)]
 
-    def _consume(self, frame: np.ndarray) -> None:
-        view = memoryview(frame).cast("B")
+    def _consume(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
         while view:  # raw unbuffered pipe: a write may be partial (e.g. after a signal)
             view = view[self._proc.stdin.write(view):]
 
@@ -254,7 +339,7 @@ class VideoWriter(_FrameSink):
             rc = None
         how = (f"was killed by signal {-rc}" if rc is not None and rc < 0 else
                f"exited with code {rc}" if rc is not None else f"stopped reading frames ({error})")
-        return Photo3DError(f"ffmpeg ({self.config.codec}) {how} while encoding {self.path.name} "
+        return Photo3DError(f"{self._label} {how} while encoding {self.path.name} "
                             f"after {self.n_frames} frames{self._ffmpeg_message()}; nothing was saved")
 
     def _finish(self) -> Path:
@@ -279,6 +364,59 @@ class VideoWriter(_FrameSink):
         self._tmp.unlink(missing_ok=True)
         if hasattr(self, "_stderr"):
             self._stderr.close()
+
+
+class VideoWriter(_FfmpegSink):
+    """Streams RGB frames into ffmpeg (the binary from imageio-ffmpeg) through a writer thread.
+
+    path: output .mp4/.mov/.mkv/.webm/.gif/.webp; fps: frames per second; size: (W, H) in
+    pixels of the frames that will be written; config: EncodeConfig (encoder auto: the
+    hardware *_nvenc encoder of ffmpeg when it works, else libx264 for .mp4; see
+    ``photo3d_fast.formats``; the PyNvVideoCodec encoder is opened by ``open_video``).
+    Frames go to ffmpeg's stdin as raw rgb24, converted to the output format with the
+    BT.709 matrix (limited range) and tagged so, which is what players assume for video;
+    .gif gets a palette computed over the clip, .webp lossy WebP at quality 90.
+    Context manager: on normal exit the file is finalised and renamed to `path`; on an
+    exception (KeyboardInterrupt included) ffmpeg is killed and reaped and the temporary
+    file removed.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int],
+                 config: EncodeConfig = EncodeConfig(), queue_size: int = 8,
+                 plan: Plan | None = None) -> None:
+        self.config = config
+        plan = plan or plan_output(path, config, allow_nvenc=False)
+        self._label = f"ffmpeg ({plan.encoder})"
+        super().__init__(path, fps, size, queue_size, plan)
+
+    def _command(self) -> list[str]:
+        cfg, plan, (w, h) = self.config, self.plan, self.size
+        filters, out_fmt = [], []
+        if plan.kind == "gif":
+            # one palette for the whole clip, from the pixels that change (stats_mode=diff)
+            filters.append("split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=sierra2_4a")
+        elif plan.kind == "webp":
+            out_fmt = ["-pix_fmt", "bgra"]  # libwebp converts to its own YUV itself
+        else:
+            if "420" in cfg.pix_fmt or cfg.pix_fmt in ("nv12", "nv21"):  # 2x2 chroma needs even sizes
+                ew, eh = w - w % 2, h - h % 2
+                if (ew, eh) != (w, h):
+                    filters.append(f"crop={ew}:{eh}:0:0")
+                    warn(f"{cfg.pix_fmt} needs an even width and height; {w}x{h} frames are "
+                         f"cropped to {ew}x{eh} in {self.path.name}")
+            # swscale's default matrix is BT.601 while players assume BT.709 for untagged HD
+            # video, a visible hue shift; convert with BT.709 and say so in the stream.
+            if cfg.pix_fmt.startswith(("yuv", "nv")):
+                filters += ["scale=out_color_matrix=bt709:out_range=tv", "setparams=range=tv:"
+                            "color_primaries=bt709:color_trc=bt709:colorspace=bt709"]
+            out_fmt = ["-pix_fmt", cfg.pix_fmt]
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", ffmpeg_rate(self.fps),
+               "-i", "-", "-an", "-c:v", plan.encoder, *quality_args(plan, cfg)]
+        if plan.encoder == "libx265":
+            cmd += ["-x265-params", "log-level=error"]
+        cmd += (["-vf", ",".join(filters)] if filters else []) + out_fmt
+        return cmd + self._container_args()
 
 
 class PngFrameWriter(_FrameSink):

@@ -16,7 +16,7 @@ from PIL import Image
 
 from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
 from .depth import DEPTH_METHODS, estimate_disparity
-from .encode import PngFrameWriter, VideoWriter
+from .encode import PngFrameWriter, open_video
 from .errors import Photo3DError
 from .io import Photo, load_depth_map, load_image, resize_map
 from .ldi import build_ldi, ldi_params_for_motion
@@ -193,8 +193,8 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     (written under a temporary name and renamed when complete). Options are the fields
     of the config dataclasses by name: path (preset or keyframe JSON), duration, fps,
     amount, focus, size (W, H), fov, near, far, layers, kernels, device, depth ("auto",
-    "cues" or a depth-map file), depth_kind, frames (a directory for PNG frames), codec,
-    crf, encoder_preset. Returns the path of the finished clip.
+    "cues" or a depth-map file), depth_kind, frames (a directory for PNG frames),
+    encoder, codec, crf, bitrate, encoder_preset, pix_fmt. Returns the path of the finished clip.
     """
     opts = ClipOptions.from_kwargs(**options)
     t0 = time.perf_counter()
@@ -204,7 +204,7 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     resolve_device(opts.render.device)  # a missing GPU fails now, not after depth
     with ExitStack() as stack:
         # Open the outputs first: a bad output path fails now, not after the depth stage.
-        sinks = [stack.enter_context(VideoWriter(out_path, opts.path.fps, out_size, opts.encode))]
+        sinks = [stack.enter_context(open_video(out_path, opts.path.fps, out_size, opts.encode, quiet=quiet))]
         if opts.frames_dir:
             sinks.append(stack.enter_context(PngFrameWriter(opts.frames_dir, out_size)))
         prepared = prepare_photo(photo, image_path.name, opts.scene, opts.depth)

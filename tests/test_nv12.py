@@ -1,0 +1,138 @@
+"""RGB -> NV12: the torch reference against hand-computed BT.709 values, its round trip,
+and the Triton kernel against the reference under TRITON_INTERPRET=1."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from photo3d_fast.errors import Photo3DError
+from photo3d_fast.nv12 import nv12_to_rgb_reference, rgb_to_nv12, rgb_to_nv12_reference
+
+# BT.709 limited range by hand: Y = 16 + 219 (.2126 R + .7152 G + .0722 B),
+# Cb = 128 + 112 (B - Y') / (1 - .0722), Cr = 128 + 112 (R - Y') / (1 - .2126), R,G,B in [0, 1]
+PURE = {
+    (255, 255, 255): (235, 128, 128),
+    (0, 0, 0): (16, 128, 128),
+    (255, 0, 0): (63, 102, 240),   # 16 + 219*.2126 = 62.56; 128 - 112*.2126/.9278 = 102.3
+    (0, 255, 0): (173, 42, 26),    # 16 + 219*.7152 = 172.6; 128 - 112*.7152/.9278 = 41.7; 128 - 112*.7152/.7874 = 26.3
+    (0, 0, 255): (32, 240, 118),   # 16 + 219*.0722 = 31.8; 128 - 112*.0722/.7874 = 117.7
+    (128, 128, 128): (126, 128, 128),  # 16 + 219 * 128/255 = 125.9
+}
+
+
+@pytest.mark.parametrize("rgb, yuv", PURE.items())
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_pure_colours(rgb, yuv, dtype):
+    img = torch.tensor(rgb, dtype=torch.float32).expand(4, 6, 3)
+    img = img.to(torch.uint8) if dtype == torch.uint8 else img / 255
+    nv12 = rgb_to_nv12_reference(img)
+    assert nv12.shape == (6, 6) and nv12.dtype == torch.uint8
+    assert (nv12[:4] == yuv[0]).all()
+    assert (nv12[4:, 0::2] == yuv[1]).all() and (nv12[4:, 1::2] == yuv[2]).all()
+
+
+def test_chroma_is_left_sited():
+    # one bright blue column at x=2: chroma site 1 (column 2) sees weight 2/4; the
+    # neighbouring site 2 (column 4, window 3..5) sees none; site 0 (window -1..1) none.
+    img = torch.zeros(2, 8, 3, dtype=torch.uint8)
+    img[:, 2, 2] = 255
+    u = rgb_to_nv12_reference(img)[2, 0::2].tolist()
+    assert u[0] == 128 and u[2] == 128 and u[1] == round(128 + 112 * 0.5 * 255 / 255)
+    img = torch.zeros(2, 8, 3, dtype=torch.uint8)
+    img[:, 3, 2] = 255  # odd column: shared by sites 1 and 2, a quarter each
+    u = rgb_to_nv12_reference(img)[2, 0::2].tolist()
+    assert u[1] == u[2] == 128 + 28 and u[0] == u[3] == 128
+
+
+def test_round_trip_error_bound():
+    g = torch.Generator().manual_seed(1)
+    # smooth content (chroma subsampling loses only what varies within 2 pixels)
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(64.0), indexing="ij")
+    img = torch.stack([xx / 63 * 220 + 20, yy / 47 * 200 + 30, (xx + yy) / 110 * 180 + 40], -1)
+    img = (img + torch.rand(img.shape[:2], generator=g)[..., None] * 2).round().to(torch.uint8)
+    back = nv12_to_rgb_reference(rgb_to_nv12_reference(img))
+    err = (back.int() - img.int()).abs()
+    assert err.max() <= 6 and err.float().mean() <= 1.0, (err.max(), err.float().mean())
+    # flat colours come back to within the 8-bit limited-range quantisation (<= 2 LSB)
+    for rgb in [(200, 30, 90), (12, 240, 128), (255, 255, 0)]:
+        flat = torch.tensor(rgb, dtype=torch.uint8).expand(4, 4, 3).contiguous()
+        assert (nv12_to_rgb_reference(rgb_to_nv12_reference(flat)).int() - flat.int()).abs().max() <= 2
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (5, 4), (0, 2)])
+def test_odd_or_empty_sizes_are_refused(shape):
+    with pytest.raises(Photo3DError, match="even width and height"):
+        rgb_to_nv12_reference(torch.zeros(*shape, 3, dtype=torch.uint8))
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(Photo3DError, match=r"\(H, W, 3\)"):
+        rgb_to_nv12(torch.zeros(4, 4, 4, dtype=torch.uint8))
+    with pytest.raises(Photo3DError, match="uint8 or float"):
+        rgb_to_nv12(torch.zeros(4, 4, 3, dtype=torch.int32))
+    assert torch.equal(rgb_to_nv12(torch.zeros(2, 2, 3, dtype=torch.uint8)),
+                       torch.tensor([[16, 16], [16, 16], [128, 128]], dtype=torch.uint8))
+
+
+# -- Triton kernel vs reference, on the CPU under the interpreter -----------------------
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed (pip install photo3d_fast[triton])")
+@pytest.mark.parametrize("shape", [(2, 2), (6, 10), (64, 96), (34, 62), (18, 258)])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_triton_matches_reference(interpret, shape, dtype, layout):
+    from photo3d_fast.kernels.nv12 import rgb_to_nv12 as triton_nv12
+
+    assert os.environ["TRITON_INTERPRET"] == "1"
+    g = torch.Generator().manual_seed(hash((shape, str(dtype), layout)) % 2**31)
+    h, w = shape
+    if dtype == torch.uint8:
+        img = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8)
+    else:
+        img = torch.rand(h, w, 3, generator=g) * 1.2 - 0.1  # out-of-range floats are clamped
+    if layout == "transposed":
+        img = img.transpose(0, 1).contiguous().transpose(0, 1)  # same values, strides (3, 3h, 1)
+    out = torch.full((h * 3 // 2, w), 7, dtype=torch.uint8)  # poison: every byte must be written
+    out[0, 0] = 201
+    fast = triton_nv12(img, out=out)
+    ref = rgb_to_nv12_reference(img)
+    # Same float32 operations in the same order: exact on the CPU interpreter. On a GPU,
+    # FMA contraction may move a value across a .5 rounding edge: at most 1 LSB.
+    torch.testing.assert_close(fast.int(), ref.int(), rtol=0, atol=0)
+    assert torch.equal(rgb_to_nv12(img, "triton"), ref)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed (pip install photo3d_fast[triton])")
+def test_triton_refuses_odd_sizes(interpret):
+    from photo3d_fast.kernels.nv12 import rgb_to_nv12 as triton_nv12
+
+    with pytest.raises(Photo3DError, match="even width and height.*6x4"):
+        triton_nv12(torch.zeros(4, 7, 3, dtype=torch.uint8))
+
+
+def test_dispatcher_uses_torch_on_cpu(monkeypatch):
+    import photo3d_fast.nv12 as nv12
+
+    monkeypatch.setattr(nv12, "rgb_to_nv12_reference", lambda rgb: "reference")
+    assert nv12.rgb_to_nv12(torch.zeros(2, 2, 3, dtype=torch.uint8)) == "reference"
+    with pytest.raises(Photo3DError, match="kernels 'cuda'"):
+        nv12.rgb_to_nv12(torch.zeros(2, 2, 3, dtype=torch.uint8), "cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_triton_on_gpu_within_one_lsb():
+    img = torch.randint(0, 256, (1080, 1920, 3), dtype=torch.uint8, device="cuda")
+    fast = rgb_to_nv12(img)
+    ref = rgb_to_nv12_reference(img)
+    assert (fast.int() - ref.int()).abs().max() <= 1
