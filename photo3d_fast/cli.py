@@ -192,14 +192,14 @@ def _render(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        args.handler(args)
+        code = args.handler(args)  # None: success; batch returns 1 when some clips failed
     except Photo3DError as e:
         print(f"photo3d: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("photo3d: interrupted; no partial output was kept", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":
