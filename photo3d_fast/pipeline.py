@@ -151,29 +151,53 @@ def output_size(prepared: PreparedPhoto | Photo, opts: ClipOptions) -> tuple[int
     return opts.render.size or (w, h)
 
 
+@dataclass(frozen=True)
+class ClipPlan:
+    """What one clip renders, before the LDI: path: the camera path with the overscan
+    zoom applied; rgb, K, depth: the working image (the photo, downscaled when it has
+    more pixels than the output needs), its intrinsics and z-depth; K_out, size: the
+    output camera and (W, H); overscan: the zoom applied (1 = none)."""
+
+    path: CameraPath
+    rgb: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray
+    K_out: np.ndarray
+    size: tuple[int, int]
+    overscan: float
+
+
+def plan_clip(prepared: PreparedPhoto, opts: ClipOptions) -> ClipPlan:
+    """The per-clip geometry of ``opts``: the one place export and the preview share."""
+    h, w = prepared.rgb.shape[:2]
+    out_size = output_size(prepared, opts)
+    z_full = prepared.depth
+    path = make_path(opts.path, near=float(np.percentile(z_full, 1.0)), focus=default_focus(z_full))
+    rgb, K = _working_image(prepared.rgb, prepared.K, out_size, max(1.0, float(path.zoom.max())))
+    z = z_full if rgb.shape[:2] == (h, w) else resize_map(z_full, rgb.shape[:2])
+    K_out = scale_intrinsics(K, (rgb.shape[1], rgb.shape[0]), out_size)
+    overscan = overscan_zoom(path, K, z, K_out, out_size) if opts.render.overscan else 1.0
+    return ClipPlan(CameraPath(path.poses, path.zoom * overscan), rgb, K, z, K_out, out_size, overscan)
+
+
 def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: bool = False) -> int:
     """Render the clip of ``opts`` and write every frame to each sink (VideoWriter,
     PngFrameWriter...). Per clip: path, working resolution, LDI, frames. Returns the
     number of frames."""
     t0 = time.perf_counter()
     h, w = prepared.rgb.shape[:2]
-    out_size = output_size(prepared, opts)
     device = resolve_device(opts.render.device)
-    z_full = prepared.depth
-    path = make_path(opts.path, near=float(np.percentile(z_full, 1.0)), focus=default_focus(z_full))
-    rgb, K = _working_image(prepared.rgb, prepared.K, out_size, max(1.0, float(path.zoom.max())))
-    z = z_full if rgb.shape[:2] == (h, w) else resize_map(z_full, rgb.shape[:2])
-    work = (rgb.shape[1], rgb.shape[0])
-    band, edge = ldi_params_for_motion(K, z, path.max_translation(), work)
-    ldi = build_ldi(rgb, z, K, layers=opts.render.layers, band=band, edge_disparity=edge, device=device)
+    plan = plan_clip(prepared, opts)
+    path, out_size = plan.path, plan.size
+    work = (plan.rgb.shape[1], plan.rgb.shape[0])
+    band, edge = ldi_params_for_motion(plan.K, plan.depth, path.max_translation(), work)
+    ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge, device=device)
     renderer = Renderer(ldi, opts.render.kernels)
-    K_out = scale_intrinsics(K, work, out_size)
-    overscan = overscan_zoom(path, K, z, K_out, out_size) if opts.render.overscan else 1.0
-    path = CameraPath(path.poses, path.zoom * overscan)
+    K_out = plan.K_out
     _info(
         quiet,
         f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}, {len(path)} frames at "
-        f"{opts.path.fps:g} fps; {prepared.notes}; overscan {overscan:.3f}; kernels: {renderer.kernels} on {device}; "
+        f"{opts.path.fps:g} fps; {prepared.notes}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}; "
         f"LDI in {time.perf_counter() - t0:.1f} s",
     )
     from tqdm import tqdm

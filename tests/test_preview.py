@@ -1,0 +1,374 @@
+"""The live preview: server API (aiohttp test client) and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("aiohttp", reason="the preview needs the [preview] extra (aiohttp)")
+from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+
+from photo3d_fast.config import PathConfig  # noqa: E402
+from photo3d_fast.errors import Photo3DError  # noqa: E402
+from photo3d_fast.paths import default_focus, make_path  # noqa: E402
+from photo3d_fast.preview.chromium import Chromium, find_chromium  # noqa: E402
+from photo3d_fast.preview.server import MANIFEST_NAME, Previewer, make_app, safe_relative  # noqa: E402
+
+
+def _photo(path: Path, size=(96, 64), seed=0) -> Path:
+    """A photo with a near box in front of a textured far wall (clear depth edges for cues)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 90)], -1).astype(np.float64)
+    img += rng.normal(0, 12, img.shape)
+    img[h // 3: 2 * h // 3 + 8, w // 3: w // 2 + 6] = [230, 40, 30]
+    img[h * 3 // 4:, :] = [60, 140, 60] + rng.normal(0, 20, (h - h * 3 // 4, w, 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    _photo(root / "a.png", seed=1)
+    _photo(root / "sub" / "b.jpg", size=(80, 60), seed=2)
+    (root / "notes.txt").write_text("not a photo")
+    outside = _photo(tmp_path_factory.mktemp("outside") / "secret.png", seed=3)
+    try:
+        (root / "link.png").symlink_to(outside)  # leads out of the folder: never listed
+    except OSError:
+        pass
+    return root
+
+
+@pytest.fixture(scope="module")
+def previewer(folder) -> Previewer:
+    p = Previewer(folder=folder, max_side=96, kernels="torch", device="cpu")
+    yield p
+    p.close()
+
+
+def _run(previewer: Previewer, check) -> None:
+    """Run ``await check(client)`` against a fresh app on ``previewer``."""
+
+    async def main():
+        app = make_app(previewer, close_on_cleanup=False)
+        async with TestClient(TestServer(app)) as client:
+            await check(client)
+
+    asyncio.run(main())
+
+
+def test_info_and_listing(previewer):
+    async def check(client):
+        r = await client.get("/api/info")
+        assert r.status == 200
+        info = await r.json()
+        assert info["mode"] == "folder"
+        assert info["photos"] == ["a.png", "sub/b.jpg"]  # no text file, no symlink out of the folder
+        assert "swing" in info["presets"] and "cues" in info["depth_models"]
+        assert "torch" in info["kernels"]
+        r = await client.get("/")
+        assert r.status == 200 and "webgl" not in r.headers.get("Content-Security-Policy", "x").lower()
+        assert "app.js" in await r.text()
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        for name in ("app.js", "style.css"):
+            assert (await client.get(f"/static/{name}")).status == 200
+        r = await client.get("/static/..%2Fserver.py")
+        assert r.status == 404
+
+    _run(previewer, check)
+
+
+def test_ldi_payload_shapes_and_dtypes(previewer):
+    async def check(client):
+        r = await client.get("/api/scene", params={"image": "a.png", "depth": "cues"})
+        assert r.status == 200, await r.text()
+        sc = await r.json()
+        assert (sc["width"], sc["height"]) == (96, 64) and sc["layers"] == 2
+        assert np.asarray(sc["K"]).shape == (3, 3) and sc["edge_disparity"] > 0
+        assert 0 < sc["disparity_min"] < sc["disparity_max"] and sc["near"] > 0 and sc["focus"] > 0
+        ldi = previewer.scene("a.png", None, "cues").ldi
+        for k in range(sc["layers"]):
+            q = {"image": "a.png", "depth": "cues", "k": str(k)}
+            color = Image.open(io.BytesIO(await (await client.get("/api/layer", params={**q, "kind": "color"})).read()))
+            assert color.mode == "RGBA" and color.size == (96, 64)
+            alpha = np.asarray(color)[..., 3]
+            np.testing.assert_array_equal(alpha > 0, ldi.valid[k].numpy())
+            depth_png = Image.open(io.BytesIO(await (await client.get("/api/layer", params={**q, "kind": "depth"})).read()))
+            d16 = np.asarray(depth_png)
+            assert d16.dtype == np.uint16 and d16.shape == (64, 96)
+            r = await client.get("/api/layer", params={**q, "kind": "depth", "format": "raw"})
+            raw = np.frombuffer(await r.read(), "<u2").reshape(64, 96)
+            np.testing.assert_array_equal(raw, d16)
+            # decoding gives the LDI's disparity back within the 16-bit step
+            valid = raw > 0
+            lo, hi = sc["disparity_min"], sc["disparity_max"]
+            disp = lo + (raw[valid].astype(np.float64) - 1) / 65534 * (hi - lo)
+            np.testing.assert_allclose(disp, 1.0 / ldi.depth[k].numpy()[valid], atol=(hi - lo) / 65534 + 1e-6, rtol=1e-5)
+            mask = np.asarray(Image.open(io.BytesIO(await (await client.get("/api/layer", params={**q, "kind": "mask"})).read())))
+            assert mask.dtype == np.uint8 and ((mask == 255) == valid).all()
+            assert k > 0 or valid.all()
+        assert (await client.get("/api/layer", params={"image": "a.png", "k": "5"})).status == 400
+
+    _run(previewer, check)
+
+
+def test_poses_match_paths(previewer):
+    async def check(client):
+        params = {"image": "a.png", "path": "circle", "amount": "1.5", "duration": "2", "fps": "12",
+                  "depth": "cues", "overscan": "false"}
+        r = await client.get("/api/poses", params=params)
+        assert r.status == 200, await r.text()
+        got = await r.json()
+        prepared = previewer.prepared("a.png", None, "cues")
+        z = prepared.depth
+        want = make_path(PathConfig(preset="circle", duration=2, fps=12, amount=1.5),
+                         near=float(np.percentile(z, 1.0)), focus=default_focus(z))
+        assert got["n"] == 24 and got["overscan"] == 1.0
+        np.testing.assert_allclose(np.asarray(got["poses"]).reshape(-1, 4, 4), want.poses, atol=1e-12)
+        np.testing.assert_allclose(got["zoom"], want.zoom)
+        np.testing.assert_allclose(got["K"], prepared.K, rtol=1e-9)
+        # with overscan the zoom is the constant render_into applies, at least 1
+        r = await client.get("/api/poses", params={**params, "overscan": "true", "size": "64x64"})
+        got = await r.json()
+        assert got["size"] == [64, 64] and 1.0 <= got["overscan"] <= 1.25
+        np.testing.assert_allclose(got["zoom"], want.zoom * got["overscan"])
+
+    _run(previewer, check)
+
+
+def test_bad_requests_are_refused_clearly(previewer):
+    async def check(client):
+        cases = [
+            ("/api/poses", {"image": "a.png", "path": "/etc/passwd.json"}, "not a preset"),
+            ("/api/poses", {"image": "a.png", "amount": "lots"}, "not a number"),
+            ("/api/poses", {"image": "a.png", "fps": "1000"}, "--fps"),
+            ("/api/poses", {"image": "a.png", "depth": "/etc/passwd"}, "not a depth method"),
+            ("/api/poses", {"image": "a.png", "size": "big"}, "WIDTHxHEIGHT"),
+            ("/api/poses", {"image": "a.png", "duration": "600", "fps": "60"}, "at most"),
+            ("/api/scene", {"image": "../outside/secret.png"}, "'..'"),
+            ("/api/scene", {"image": "/etc/passwd"}, "relative path"),
+            ("/api/scene", {"image": "link.png"}, "not one of the photos"),
+            ("/api/scene", {"image": "notes.txt"}, "not one of the photos"),
+            ("/api/scene", {"image": "sub/../a.png"}, "'..'"),
+            ("/api/layer", {"image": "a.png", "kind": "secret"}, "color, depth or mask"),
+        ]
+        for url, params, words in cases:
+            r = await client.get(url, params=params)
+            body = await r.json()
+            assert r.status == 400, (params, body)
+            assert words in body["error"], (params, body)
+        r = await client.post("/api/export", data=b"{not json")
+        assert r.status == 400 and "JSON" in (await r.json())["error"]
+        r = await client.post("/api/export", json={"image": "a.png", "options": {"frames": "/tmp/x"}})
+        assert r.status == 400 and "unknown option" in (await r.json())["error"]
+        r = await client.post("/api/export", data=b"x" * 100_000, headers={"Content-Type": "application/json"})
+        assert r.status in (400, 413)
+        r = await client.get("/api/jobs/nope")
+        assert r.status == 404 and "no export job" in (await r.json())["error"]
+        r = await client.get("/api/info", headers={"Host": "evil.example:80"})
+        assert r.status == 403
+
+    _run(previewer, check)
+    with pytest.raises(Photo3DError):
+        safe_relative("C:/windows")
+
+
+def test_export_job_lifecycle(previewer):
+    av = pytest.importorskip("av", reason="PyAV reads the exported clip back")
+
+    async def check(client):
+        opts = {"path": "swing", "duration": 1, "fps": 8, "amount": 1, "size": "64x48", "depth": "cues"}
+        r = await client.post("/api/export", json={"image": "sub/b.jpg", "options": opts})
+        assert r.status == 202, await r.text()
+        job = await r.json()
+        assert job["state"] in ("queued", "running") and job["download"] is None
+        r = await client.get(f"/api/jobs/{job['id']}/clip")
+        states = {job["state"]}
+        for _ in range(600):
+            job = await (await client.get(f"/api/jobs/{job['id']}")).json()
+            states.add(job["state"])
+            if job["state"] in ("done", "error"):
+                break
+            await asyncio.sleep(0.1)
+        assert job["state"] == "done", job
+        assert states <= {"queued", "running", "done"} and job["done"] == job["total"] == 8
+        r = await client.get(job["download"])
+        assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
+        assert "b_swing.mp4" in r.headers["Content-Disposition"]
+        data = await r.read()
+        with av.open(io.BytesIO(data)) as f:
+            frames = [fr for fr in f.decode(video=0)]
+        assert len(frames) == 8 and (frames[0].width, frames[0].height) == (64, 48)
+
+    _run(previewer, check)
+
+
+def test_folder_manifest_saved_and_readable(previewer, folder):
+    async def check(client):
+        r = await client.post("/api/settings", json={"image": "sub/b.jpg", "options": {
+            "path": "circle", "amount": 1.5, "duration": 4, "fps": 24, "size": "1280x720", "fov": 60,
+            "overscan": False, "depth": "cues"}})
+        assert r.status == 200, await r.text()
+        r = await client.post("/api/settings", json={"image": "a.png", "options": {"path": "dolly"}})
+        r = await client.post("/api/settings", json={"image": "sub/b.jpg", "options": {"path": "zoom", "amount": 2}})
+        assert (await r.json())["path"] == "zoom"
+        r = await client.post("/api/settings", json={"image": "../x.png", "options": {}})
+        assert r.status == 400
+        got = await (await client.get("/api/settings", params={"image": "sub/b.jpg"})).json()
+        assert got["path"] == "zoom" and got["amount"] == 2
+
+    _run(previewer, check)
+    rows = [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
+    assert [r["image"] for r in rows] == ["sub/b.jpg", "a.png"]  # one row per photo, updated in place
+    # every row is valid render options by CLI name, as batch and render_clip take them
+    from photo3d_fast.pipeline import ClipOptions
+    from photo3d_fast.preview.server import clip_kwargs
+
+    for row in rows:
+        assert (folder / row["image"]).is_file()
+        ClipOptions.from_kwargs(**clip_kwargs(row))
+    try:
+        from photo3d_fast.batch import plan_batch
+    except ImportError:
+        return
+    plan = plan_batch(folder / MANIFEST_NAME, folder / "clips")
+    assert len(plan.jobs) == 2 and not plan.results, plan.results
+    by_photo = {Path(j.image).name: j.options for j in plan.jobs}
+    assert by_photo["b.jpg"]["path"] == "zoom" and by_photo["b.jpg"]["amount"] == 2
+    assert by_photo["a.png"]["path"] == "dolly"
+
+
+def test_manifest_elsewhere_is_relative_to_itself(folder, tmp_path):
+    p = Previewer(folder=folder, manifest=tmp_path / "m.jsonl", max_side=64, device="cpu")
+    try:
+        row = p.save_settings("sub/b.jpg", {"path": "circle"})
+        assert (tmp_path / row["image"]).resolve() == (folder / "sub" / "b.jpg").resolve()
+        assert p.read_manifest()["sub/b.jpg"]["path"] == "circle"
+    finally:
+        p.close()
+
+
+def test_server_stream_frames(previewer):
+    """Server-side interactive mode: a pose in, a JPEG of the Renderer's frame out."""
+
+    async def check(client):
+        sc = await (await client.get("/api/scene", params={"image": "a.png", "depth": "cues"})).json()
+        K = np.asarray(sc["K"])
+        async with client.ws_connect("/api/stream") as ws:
+            frames = []
+            for tx in (0.0, 0.05):
+                c2w = np.eye(4)
+                c2w[0, 3] = tx
+                await ws.send_json({"image": "a.png", "depth": "cues", "c2w": c2w.ravel().tolist(),
+                                    "K": K.ravel().tolist(), "width": 96, "height": 64})
+                msg = await ws.receive()
+                frames.append(np.asarray(Image.open(io.BytesIO(msg.data)).convert("RGB"), np.float64))
+            assert frames[0].shape == (64, 96, 3)
+            assert np.abs(frames[0] - frames[1]).mean() > 1.0
+            # the identity pose shows the photo itself (JPEG-close)
+            photo = np.asarray(Image.open(previewer.photo_path("a.png")).convert("RGB"), np.float64)
+            assert np.abs(frames[0] - photo).mean() < 12
+            await ws.send_json({"image": "../x", "c2w": [], "K": [], "width": 1, "height": 1})
+            assert "'..'" in (await ws.receive_json())["error"]
+
+    _run(previewer, check)
+
+
+def test_single_photo_mode_and_cli(tmp_path):
+    photo = _photo(tmp_path / "one.png")
+    p = Previewer(photo=photo, max_side=64, device="cpu")
+    try:
+        assert p.photos == ["one.png"] and p.manifest is None
+        with pytest.raises(Photo3DError, match="--folder"):
+            p.read_manifest()
+    finally:
+        p.close()
+    from photo3d_fast.cli import main
+
+    assert main(["preview", str(tmp_path / "missing.png"), "--port", "0"]) == 2
+    assert main(["preview", "--folder", str(tmp_path / "nope")]) == 2
+
+
+# -- the page in a real browser ---------------------------------------------------------------
+
+_CANVAS_STATS = """(() => {
+  const c = document.getElementById('gl'); const w = 64, h = Math.round(64 * c.height / c.width);
+  const t = document.createElement('canvas'); t.width = w; t.height = h;
+  const g = t.getContext('2d'); g.drawImage(c, 0, 0, w, h);
+  return Array.from(g.getImageData(0, 0, w, h).data);
+})()"""
+
+
+def _artifact(path: Path) -> None:
+    out = os.environ.get("PHOTO3D_ARTIFACTS")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(out) / path.name)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_page_in_headless_chromium(tmp_path):
+    from photo3d_fast.pipeline import SAMPLE_IMAGE
+
+    p = Previewer(photo=SAMPLE_IMAGE, max_side=320, kernels="torch", device="cpu")
+
+    async def main():
+        app = make_app(p, close_on_cleanup=False)
+        async with TestServer(app, host="127.0.0.1") as server:
+            url = f"http://127.0.0.1:{server.port}/?measure=1"
+            async with Chromium(url, size=(1100, 700)) as page:
+                await page.wait_for("window.preview && window.preview.ready && window.preview.frames > 5", timeout=120)
+                assert await page.evaluate("window.preview.mode") == "webgl2", page.console
+                assert await page.evaluate("window.preview.error") is None
+                await page.evaluate("document.getElementById('play').click()")  # pause on a frame
+                await asyncio.sleep(0.5)
+                before = np.asarray(await page.evaluate(_CANVAS_STATS), np.float64).reshape(-1, 4)[:, :3]
+                assert before.std() > 20, "the canvas is blank"
+                rect = await page.evaluate(
+                    "(() => { const r = document.getElementById('gl').getBoundingClientRect();"
+                    " return [r.left, r.top, r.width, r.height]; })()")
+                cx, cy = rect[0] + rect[2] / 2, rect[1] + rect[3] / 2
+                frames = await page.evaluate("window.preview.frames")
+                await page.drag((cx, cy), (cx + rect[2] * 0.45, cy + rect[3] * 0.3))
+                await page.wait_for(f"window.preview.frames > {frames + 3}")
+                after = np.asarray(await page.evaluate(_CANVAS_STATS), np.float64).reshape(-1, 4)[:, :3]
+                assert np.abs(after - before).mean() > 2.0, "dragging did not move the camera"
+                # what the page shows is what the server renderer draws for the same camera
+                pose, K, size = await page.evaluate("[window.preview.pose, window.preview.K, window.preview.canvasSize]")
+                url_png = await page.evaluate("document.getElementById('gl').toDataURL('image/png')")
+                shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(url_png.split(",", 1)[1]))).convert("RGB"), np.float64)
+                rendered = p.scene("coffee.jpg").renderer.render(np.asarray(pose).reshape(4, 4), np.asarray(K), tuple(size))
+                rendered = rendered.cpu().numpy().astype(np.float64)
+                assert shown.shape == rendered.shape
+                photo_view = p.scene("coffee.jpg").renderer.render(np.eye(4), np.asarray(K), tuple(size)).cpu().numpy()
+                same, moved = np.abs(shown - rendered).mean(), np.abs(shown - photo_view).mean()
+                print(f"page vs renderer: {same:.2f}, page vs photo view: {moved:.2f}")
+                assert same < 0.5 * moved and same < 15, (same, moved)
+                stats = await page.evaluate("window.preview.stats()")
+                assert stats["frame_ms"] is not None and stats["frame_ms"] > 0 and stats["draw_ms"] is not None
+                shot = await page.screenshot(tmp_path / "preview_webgl2.png")
+                _artifact(shot)
+            # the server-frames fallback, forced by the URL
+            async with Chromium(f"http://127.0.0.1:{server.port}/?mode=server", size=(900, 600)) as page:
+                await page.wait_for("window.preview && window.preview.ready && window.preview.frames > 2", timeout=120)
+                assert await page.evaluate("window.preview.mode") == "server"
+                shot = await page.screenshot(tmp_path / "preview_server.png")
+                _artifact(shot)
+
+    try:
+        asyncio.run(main())
+    finally:
+        p.close()
