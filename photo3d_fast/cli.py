@@ -137,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(handler=_depth)
     # Other subcommands live in their own modules: each adds its parser here and sets
     # its own handler(args) with set_defaults.
+    from .preview import add_parser as _add_preview_parser
+
+    _add_preview_parser(sub)
+    from .batch import add_batch_parser
+    add_batch_parser(sub)
+    from .benchmark.cli import add_bench_parser
+    add_bench_parser(sub)
     return parser
 
 
