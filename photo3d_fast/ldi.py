@@ -191,6 +191,25 @@ def ldi_params_for_motion(K: np.ndarray, depth: torch.Tensor | np.ndarray, max_t
     return band, max(edge, 0.005 * span)
 
 
+def _grower(kernels: str, device: torch.device):
+    """grow_back_layer of the implementation ``kernels`` picks: the Triton twin on a CUDA
+    device (auto) or when forced, else this module's torch reference."""
+    if kernels == "torch" or (kernels != "triton" and device.type != "cuda"):
+        return grow_back_layer
+    from .kernels import triton_status
+
+    usable, why = triton_status()
+    if not usable:
+        if kernels == "triton":
+            from .errors import Photo3DError
+
+            raise Photo3DError(f"--kernels triton is not available: {why}; use --kernels torch or auto")
+        return grow_back_layer
+    from .kernels.ldi import grow_back_layer as triton_grow
+
+    return triton_grow
+
+
 def build_ldi(
     image: np.ndarray | torch.Tensor,
     depth: np.ndarray | torch.Tensor,
@@ -199,6 +218,7 @@ def build_ldi(
     band: int | None = None,
     edge_disparity: float | None = None,
     device: torch.device | str | None = None,
+    kernels: str = "auto",
 ) -> LDI:
     """Build an LDI from a photo and its z-depth.
 
@@ -207,7 +227,9 @@ def build_ldi(
     band: back-layer growth in pixels (None: 3% of the longer side, at least 4);
     edge_disparity: disparity jump that makes an edge (None: DEFAULT_EDGE_SHARE of the
     disparity range; ``ldi_params_for_motion`` derives both from a path);
-    device: where the LDI lives (default: where ``image`` is, else CPU).
+    device: where the LDI lives (default: where ``image`` is, else CPU);
+    kernels: "auto" (Triton on a CUDA device when available), "torch", "triton"; "cuda"
+    acts as auto (the CUDA C++ extension has no LDI kernels).
     """
     if isinstance(image, np.ndarray) and not image.flags.writeable:
         image = image.copy()  # torch warns about (and may write through) read-only arrays
@@ -230,8 +252,9 @@ def build_ldi(
     valids = [torch.ones_like(z, dtype=torch.bool)]
     surf_c, surf_z = color, z
     allowed = None
+    grow = _grower(kernels, dev)
     for _ in range(1, layers):
-        c, d, m = grow_back_layer(surf_c, surf_z, band, edge_disparity, allowed)
+        c, d, m = grow(surf_c, surf_z, band, edge_disparity, allowed)
         colors.append(c)
         depths.append(d)
         valids.append(m)

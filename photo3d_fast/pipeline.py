@@ -191,7 +191,8 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     path, out_size = plan.path, plan.size
     work = (plan.rgb.shape[1], plan.rgb.shape[0])
     band, edge = ldi_params_for_motion(plan.K, plan.depth, path.max_translation(), work)
-    ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge, device=device)
+    ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
+                    device=device, kernels=opts.render.kernels)
     renderer = Renderer(ldi, opts.render.kernels)
     K_out = plan.K_out
     _info(

@@ -84,7 +84,7 @@ def render_views(
     device = resolve_device("auto")
     max_t = float(np.linalg.norm(poses[:, :3, 3], axis=1).max()) if len(poses) else 0.0
     band, edge = ldi_params_for_motion(K, depth, max_t, (w, h))
-    ldi = build_ldi(image, depth, K, layers=layers, band=band, edge_disparity=edge, device=device)
+    ldi = build_ldi(image, depth, K, layers=layers, band=band, edge_disparity=edge, device=device, kernels=kernels)
     renderer = Renderer(ldi, kernels)
     out = np.empty((len(poses), out_size[1], out_size[0], 3), np.uint8)
     for i, pose in enumerate(poses):
