@@ -22,6 +22,7 @@ import math
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -171,6 +172,8 @@ def _parse_gpus(gpus: str | None) -> list[str] | None:
 
 
 _stopping = False
+#: Exit code of a worker stopped by SIGINT/SIGTERM (as a shell reports Ctrl-C).
+INTERRUPTED_EXIT = 130
 
 
 def _interrupt_once(signum, frame) -> None:
@@ -205,7 +208,9 @@ def _worker_main(slot: int, gpu: str | None, threads: int, tasks, results) -> No
         run_groups(next_group, lambda r: results.put(("result", slot, r)))
         results.put(("done", slot, None))
     except KeyboardInterrupt:
-        pass
+        # Tell the parent this was a stop, not a crash: Ctrl-C reaches the whole process
+        # group, and a worker may see it before the parent does.
+        sys.exit(INTERRUPTED_EXIT)
 
 
 class LocalRunner:
@@ -278,8 +283,12 @@ class LocalRunner:
                     for slot, p in list(procs.items()):
                         if slot in finished or p.is_alive():
                             continue
-                        # Died without saying "done": fail what it held, replace it.
                         p.join()
+                        if p.exitcode in (INTERRUPTED_EXIT, -signal.SIGINT, -signal.SIGTERM):
+                            # Ctrl-C reached the worker before this process noticed it:
+                            # the batch is being stopped, not a clip failing.
+                            raise KeyboardInterrupt
+                        # Died without saying "done": fail what it held, replace it.
                         for gi in taken[slot]:
                             for job in groups[gi]:
                                 if job.index not in got:
