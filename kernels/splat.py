@@ -11,7 +11,8 @@ same math, in two passes over the texels instead of ~60 tensor passes:
    winner of each covered pixel, and ``atomic_add`` the tent-weighted color of texels
    within the resolve tolerance into a (pixels, 4) float32 accumulator.
 
-Normalisation and hole filling are shared with the reference (``reference.finish``).
+Normalisation is shared with the reference (``reference.finish``); holes are filled by the
+Triton twin of its fill (``kernels/fill.py``).
 
 Bytes per frame, both passes (T texels, P covered (pixel, texel) pairs, N output pixels):
 each pass reads 5 points (60 B, neighbours mostly from cache: ~12 B from DRAM) + 4 link
@@ -204,5 +205,7 @@ def accumulate(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tupl
 
 def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as reference.render_frame: (H, W, 3) float32 color and (H, W) bool coverage."""
+    from photo3d_fast.kernels.fill import fill_from_background
+
     acc, zbuf = accumulate(grid, c2w, K, size)
-    return finish(acc, zbuf, size)
+    return finish(acc, zbuf, size, fill=fill_from_background)

@@ -36,4 +36,10 @@ def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tu
         grid.texels.contiguous(), grid.colors.contiguous(), cam, w, h, grid.focal,
         RESOLVE_SHARE * grid.edge_disparity, Z_NEAR, FOOTPRINT_MARGIN, MAX_HALF_EXTENT,
     )
+    from ..kernels import triton_status
+
+    if triton_status()[0]:
+        from ..kernels.fill import fill_from_background
+
+        return finish(acc, zbuf, size, fill=fill_from_background)
     return finish(acc, zbuf, size)

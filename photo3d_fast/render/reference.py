@@ -189,10 +189,11 @@ def zbuffer(pix: torch.Tensor, tex_id: torch.Tensor, z: torch.Tensor, n_pixels: 
     return buf.scatter_reduce_(0, pix, key, reduce="amin")
 
 
-def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], fill=fill_from_background) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalise accumulated color and fill holes; shared by every implementation.
 
-    acc: (H*W, 4) float32 sums of weight * (r, g, b, 1); buf: (H*W,) int64 z-buffer keys.
+    acc: (H*W, 4) float32 sums of weight * (r, g, b, 1); buf: (H*W,) int64 z-buffer keys;
+    fill: the hole filler (``pushpull.fill_from_background`` or its Triton twin).
     Returns (H, W, 3) float32 color in [0, 1] and (H, W) bool coverage.
     """
     w, h = size
@@ -200,7 +201,7 @@ def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int]) -> tuple
     color = (acc[:, :3] / acc[:, 3:].clamp_min(1e-12)).T.reshape(3, h, w)
     if not bool(covered.all()):
         z_pix = (buf >> 32).to(torch.int32).view(torch.float32)  # empty pixels: NaN, never read
-        color = fill_from_background(color, covered.reshape(h, w), z_pix.reshape(h, w))
+        color = fill(color, covered.reshape(h, w), z_pix.reshape(h, w))
     return color.permute(1, 2, 0).clamp(0.0, 1.0), covered.reshape(h, w)
 
 
