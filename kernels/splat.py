@@ -187,8 +187,7 @@ def accumulate(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tupl
     L, H, W = grid.points.shape[:3]
     dev = grid.points.device
     points = grid.points.reshape(-1, 3).contiguous()
-    link_x = grid.link_x.to(torch.uint8).contiguous()
-    link_y = grid.link_y.to(torch.uint8).contiguous()
+    link_x, link_y = grid.links_u8
     cam = _camera(c2w, K)
     n = grid.texels.numel()
     zbuf = torch.full((w * h,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)

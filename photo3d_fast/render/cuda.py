@@ -31,8 +31,9 @@ def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tu
     """Same contract as reference.render_frame; grid, c2w and K on a CUDA device."""
     w, h = size
     cam = torch.cat([c2w[:3, :3].reshape(-1), c2w[:3, 3], K[0, 0:1], K[1, 1:2], K[0, 2:3], K[1, 2:3]]).float().contiguous()
+    link_x, link_y = grid.links_u8
     acc, zbuf = load().splat_accumulate(
-        grid.points.contiguous(), grid.link_x.to(torch.uint8).contiguous(), grid.link_y.to(torch.uint8).contiguous(),
+        grid.points.contiguous(), link_x, link_y,
         grid.texels.contiguous(), grid.colors.contiguous(), cam, w, h, grid.focal,
         RESOLVE_SHARE * grid.edge_disparity, Z_NEAR, FOOTPRINT_MARGIN, MAX_HALF_EXTENT,
     )

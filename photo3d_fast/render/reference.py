@@ -25,6 +25,7 @@ One frame, for camera-to-world pose T = [R | t] and output intrinsics K':
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -65,6 +66,12 @@ class SurfaceGrid:
     colors: torch.Tensor
     edge_disparity: float
     focal: float
+
+    @cached_property
+    def links_u8(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(link_x, link_y) as contiguous uint8, as the Triton and CUDA kernels read them:
+        converted once per LDI, not once per frame."""
+        return self.link_x.to(torch.uint8).contiguous(), self.link_y.to(torch.uint8).contiguous()
 
 
 def pixel_rays(K: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
