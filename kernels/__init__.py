@@ -22,3 +22,13 @@ def triton_status() -> tuple[bool, str]:
     if not torch.cuda.is_available():
         return False, "Triton needs a CUDA GPU (or TRITON_INTERPRET=1 to run on the CPU)"
     return True, f"Triton on {torch.cuda.get_device_name()}"
+
+
+def triton_for_auto(device) -> bool:
+    """Whether ``kernels="auto"`` should pick Triton on ``device``: compiled Triton on a CUDA
+    device only. The interpreter is for tests and runs only when asked for by name."""
+    return (
+        getattr(device, "type", str(device)) == "cuda"
+        and os.environ.get("TRITON_INTERPRET") != "1"
+        and triton_status()[0]
+    )

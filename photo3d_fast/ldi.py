@@ -194,10 +194,10 @@ def ldi_params_for_motion(K: np.ndarray, depth: torch.Tensor | np.ndarray, max_t
 def _grower(kernels: str, device: torch.device):
     """grow_back_layer of the implementation ``kernels`` picks: the Triton twin on a CUDA
     device (auto) or when forced, else this module's torch reference."""
-    if kernels == "torch" or (kernels != "triton" and device.type != "cuda"):
-        return grow_back_layer
-    from .kernels import triton_status
+    from .kernels import triton_for_auto, triton_status
 
+    if kernels == "torch" or (kernels != "triton" and not triton_for_auto(device)):
+        return grow_back_layer
     usable, why = triton_status()
     if not usable:
         if kernels == "triton":

@@ -119,7 +119,9 @@ def rgb_to_nv12(rgb: torch.Tensor, kernels: str = "auto") -> torch.Tensor:
     if kernels not in ("auto", "torch", "triton"):
         raise Photo3DError(f"RGB->NV12 kernels {kernels!r}: choose auto, torch or triton")
     if kernels == "auto":
-        kernels = "triton" if rgb.is_cuda and triton_usable() else "torch"
+        from .kernels import triton_for_auto
+
+        kernels = "triton" if triton_for_auto(rgb.device) else "torch"
     if kernels == "torch":
         return rgb_to_nv12_reference(rgb)
     from .kernels import triton_status
@@ -131,8 +133,3 @@ def rgb_to_nv12(rgb: torch.Tensor, kernels: str = "auto") -> torch.Tensor:
 
     return triton_rgb_to_nv12(rgb)
 
-
-def triton_usable() -> bool:
-    from .kernels import triton_status
-
-    return triton_status()[0]

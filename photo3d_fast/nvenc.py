@@ -156,7 +156,8 @@ class NvencWriter(_FfmpegSink):
     def _stage(self, frame: Any) -> bytes:
         import torch
 
-        from .nv12 import rgb_to_nv12, triton_usable
+        from .kernels import triton_for_auto
+        from .nv12 import rgb_to_nv12
 
         if not isinstance(frame, torch.Tensor):
             frame = torch.from_numpy(frame)
@@ -164,7 +165,7 @@ class NvencWriter(_FfmpegSink):
         rgb = frame[:h, :w].to(self._device, non_blocking=True)
         try:
             if self._kernels == "auto":
-                self._kernels = "triton" if rgb.is_cuda and triton_usable() else "torch"
+                self._kernels = "triton" if triton_for_auto(rgb.device) else "torch"
             if self._kernels == "triton":
                 from .kernels.nv12 import rgb_to_nv12 as triton_nv12
 

@@ -15,7 +15,12 @@ import torch
 
 from photo3d_fast import pushpull
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+from conftest import INTERPRETED
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed"),
+    pytest.mark.skipif(not INTERPRETED, reason="compiled Triton needs CUDA tensors: see test_kernels_splat's *_on_gpu test"),
+]
 
 SHAPES = [(1, 1), (1, 9), (7, 1), (17, 33), (64, 48)]
 DENSITIES = ["all", "none", "one", 0.5, 0.95]

@@ -16,7 +16,10 @@ import torch
 from photo3d_fast import ldi as ref
 from photo3d_fast.scene import intrinsics_from_fov
 
+from conftest import INTERPRETED
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+interpreted = pytest.mark.skipif(not INTERPRETED, reason="compiled Triton needs CUDA tensors: see the *_on_gpu test")
 
 
 def _depth(h, w, kind, seed):
@@ -31,6 +34,7 @@ def _depth(h, w, kind, seed):
     return d
 
 
+@interpreted
 @pytest.mark.parametrize("size", [(1, 1), (1, 9), (7, 1), (17, 33), (40, 24)])
 @pytest.mark.parametrize("kind", ["mixed", "flat", "extreme"])
 def test_grow_back_layer_matches_reference(size, kind):
@@ -54,13 +58,18 @@ def test_grow_back_layer_matches_reference(size, kind):
         allowed = b[2]
 
 
-def test_build_ldi_with_triton_equals_torch():
+@pytest.mark.parametrize("device", [
+    pytest.param("cpu", marks=interpreted),
+    pytest.param("cuda", marks=pytest.mark.skipif(INTERPRETED or not torch.cuda.is_available(),
+                                                  reason="needs a CUDA GPU and TRITON_INTERPRET=0")),
+])
+def test_build_ldi_with_triton_equals_torch(device):
     h, w = 30, 44
     depth = _depth(h, w, "mixed", seed=5).numpy()
     image = np.random.default_rng(6).integers(0, 256, (h, w, 3), dtype=np.uint8)
     K = intrinsics_from_fov(w, h, 55)
-    a = ref.build_ldi(image, depth, K, layers=3, band=5, edge_disparity=0.05, kernels="triton")
-    b = ref.build_ldi(image, depth, K, layers=3, band=5, edge_disparity=0.05, kernels="torch")
+    a = ref.build_ldi(image, depth, K, layers=3, band=5, edge_disparity=0.05, device=device, kernels="triton")
+    b = ref.build_ldi(image, depth, K, layers=3, band=5, edge_disparity=0.05, device=device, kernels="torch")
     assert torch.equal(a.valid, b.valid) and b.valid[1].any() and b.valid[2].any()
     torch.testing.assert_close(a.depth, b.depth, rtol=1e-5, atol=0)
     torch.testing.assert_close(a.color, b.color, rtol=1e-5, atol=1e-6)

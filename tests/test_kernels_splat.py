@@ -19,7 +19,10 @@ from photo3d_fast.ldi import build_ldi
 from photo3d_fast.render import reference as ref
 from photo3d_fast.scene import intrinsics_from_fov
 
+from conftest import INTERPRETED
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+interpreted = pytest.mark.skipif(not INTERPRETED, reason="compiled Triton needs CUDA tensors: see the *_on_gpu test")
 
 
 def _pose(tx=0.0, ty=0.0, tz=0.0, yaw=0.0) -> torch.Tensor:
@@ -69,6 +72,7 @@ def _compare(grid, c2w, K, size):
     return buf, rbuf
 
 
+@interpreted
 @pytest.mark.parametrize("size", [(1, 1), (7, 5), (33, 17)])
 @pytest.mark.parametrize("kind", ["mixed", "background", "foreground", "extreme"])
 def test_triton_matches_reference(size, kind):
@@ -81,6 +85,7 @@ def test_triton_matches_reference(size, kind):
         _compare(grid, c2w, Kt, size)
 
 
+@interpreted
 def test_identity_is_exact_and_layers_three():
     w, h = 40, 30
     image, depth = _scene(w, h, "mixed", seed=1)
@@ -91,6 +96,7 @@ def test_identity_is_exact_and_layers_three():
     _compare(grid, _pose(-0.1, 0.05, 0.1, yaw=-3.0), torch.tensor(K, dtype=torch.float32), (w, h))
 
 
+@interpreted
 def test_other_output_size_and_zoom():
     w, h = 32, 24
     image, depth = _scene(w, h, "mixed", seed=2)
@@ -102,6 +108,7 @@ def test_other_output_size_and_zoom():
     _compare(grid, _pose(0.05), torch.tensor(K_out, dtype=torch.float32), (50, 40))
 
 
+@interpreted
 def test_renderer_dispatch_uses_triton():
     from photo3d_fast import render_views
 
@@ -114,3 +121,16 @@ def test_renderer_dispatch_uses_triton():
     assert fast.shape == slow.shape == (2, h, w, 3)
     assert np.abs(fast.astype(int) - slow).max() <= 1
     assert np.array_equal(fast[0], image)
+
+
+@pytest.mark.skipif(INTERPRETED or not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU and TRITON_INTERPRET=0 (compiled kernels)")
+@pytest.mark.parametrize("size", [(33, 17), (640, 360), (1920, 1080)])
+def test_triton_on_gpu_matches_reference(size):
+    w, h = size
+    image, depth = _scene(w, h, "mixed", seed=w)
+    K = intrinsics_from_fov(w, h, 55)
+    grid = ref.prepare(build_ldi(image, depth, K, layers=2, band=8, device="cuda", kernels="torch"))
+    Kt = torch.tensor(K, dtype=torch.float32, device="cuda")
+    for c2w in (_pose(), _pose(0.08, -0.03), _pose(tz=0.3), _pose(0.05, yaw=5.0)):
+        _compare(grid, c2w.cuda(), Kt, size)

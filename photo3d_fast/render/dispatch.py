@@ -76,9 +76,13 @@ def select_kernels(kernels: str, device: torch.device) -> tuple[str, ModuleType]
         raise Photo3DError(f"--kernels {kernels!r} is unknown; choose one of {', '.join(KERNEL_CHOICES)}")
     if kernels != "auto":
         return kernels, _LOADERS[kernels]()
+    from ..kernels import triton_for_auto
+
     for name, load in _LOADERS.items():
         if name != "torch" and device.type != "cuda":
             continue  # the fast kernels are GPU kernels
+        if name == "triton" and not triton_for_auto(device):
+            continue  # auto never picks the (test-only) interpreter
         try:
             return name, load()
         except Photo3DError:
