@@ -38,15 +38,22 @@ class Renderer:
         the output; size: (W, H) of the output.
         """
         dev = self.ldi.device
-        c2w_t = torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=dev)
-        K_t = torch.as_tensor(np.asarray(K), dtype=torch.float32, device=dev)
-        color, _ = self._impl.render_frame(self._grid, c2w_t, K_t, size)
-        return (color * 255.0 + 0.5).to(torch.uint8)
+        c2w_t = torch.as_tensor(c2w, dtype=torch.float32).to(dev)
+        K_t = torch.as_tensor(K, dtype=torch.float32).to(dev)
+        return self._frame(c2w_t, K_t, size)
 
     def render_path(self, path: CameraPath, K: np.ndarray, size: tuple[int, int]) -> Iterator[torch.Tensor]:
         """Frames of ``path`` (its per-frame zoom applied to K), each (H, W, 3) uint8."""
-        for pose, zoom in zip(path.poses, path.zoom):
-            yield self.render(pose, zoom_intrinsics(K, float(zoom), size), size)
+        # Every camera goes to the device in one copy, not two small copies per frame.
+        dev = self.ldi.device
+        poses = torch.as_tensor(path.poses, dtype=torch.float32).to(dev)
+        Ks = torch.as_tensor(np.stack([zoom_intrinsics(K, float(z), size) for z in path.zoom]), dtype=torch.float32).to(dev)
+        for c2w_t, K_t in zip(poses, Ks):
+            yield self._frame(c2w_t, K_t, size)
+
+    def _frame(self, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        color, _ = self._impl.render_frame(self._grid, c2w, K, size)
+        return (color * 255.0 + 0.5).to(torch.uint8)
 
 
 def render_views(
@@ -87,6 +94,6 @@ def render_views(
     ldi = build_ldi(image, depth, K, layers=layers, band=band, edge_disparity=edge, device=device, kernels=kernels)
     renderer = Renderer(ldi, kernels)
     out = np.empty((len(poses), out_size[1], out_size[0], 3), np.uint8)
-    for i, pose in enumerate(poses):
-        out[i] = renderer.render(pose, K_out, out_size).cpu().numpy()
+    for i, frame in enumerate(renderer.render_path(CameraPath(poses, np.ones(len(poses))), K_out, out_size)):
+        out[i] = frame.cpu().numpy()
     return out
