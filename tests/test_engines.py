@@ -1,0 +1,245 @@
+"""The engine layer: runtimes agree, the cache key covers every part, a second build is a
+cache hit, broken cache entries are rebuilt, and missing weights fail clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import socket
+
+import pytest
+import torch
+
+from photo3d_fast.engines import EngineKey, engine_from_module, pick_runtime
+from photo3d_fast.engines import cache as cache_mod
+from photo3d_fast.engines.registry import MODELS, WeightsSource, get_spec
+from photo3d_fast.engines.weights import available_locally, weight_files
+from photo3d_fast.errors import Photo3DError
+
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnxscript") is not None
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnxscript not installed (pip install photo3d_fast[onnx])")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test gets an empty cache and fresh in-process memo tables."""
+    import photo3d_fast.engines as engines
+
+    monkeypatch.setenv("PHOTO3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(engines, "_ENGINES", {})
+    monkeypatch.setattr(engines, "_MODULES", {})
+    return tmp_path / "cache"
+
+
+def _tiny_net(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GELU(), torch.nn.Upsample(scale_factor=2, mode="bilinear"),
+        torch.nn.Conv2d(8, 2, 3, padding=1),
+    ).eval()
+
+
+@needs_ort
+@pytest.mark.parametrize("shape", [(1, 3, 17, 23), (2, 3, 32, 48)])
+def test_onnxruntime_matches_torch(shape):
+    net = _tiny_net()
+    x = torch.rand(shape)
+    ref = net(x).detach()
+    ort = engine_from_module(net, name="tiny", weights="seed0", shape=shape, runtime="onnxruntime", quiet=True)
+    eager = engine_from_module(net, name="tiny", weights="seed0", shape=shape, runtime="torch", quiet=True)
+    # float32 end to end; ORT fuses and reorders sums: agreement to ~1e-6 of values of ~0.3.
+    assert torch.allclose(ort(x), ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(eager(x), ref)
+    assert ort.runtime == "onnxruntime" and ort.precision == "fp32"
+    with pytest.raises(ValueError, match="built for input"):
+        ort(torch.rand(1, 3, 8, 8))
+
+
+@needs_ort
+def test_second_build_is_a_cache_hit(private_cache, monkeypatch):
+    import photo3d_fast.engines as engines
+
+    shape = (1, 3, 16, 16)
+    first = engine_from_module(_tiny_net(), name="tiny", weights="w1", shape=shape, runtime="onnxruntime", quiet=True)
+    assert not first.cache_hit and first.build_s > 0 and first.artifact.is_file()
+    # A new process (empty memo): the export must come from disk, not be redone.
+    monkeypatch.setattr(engines, "_ENGINES", {})
+    import photo3d_fast.engines.export as export
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again although the cache holds this engine")
+
+    monkeypatch.setattr(export, "export_onnx", no_export)
+    second = engine_from_module(_tiny_net, name="tiny", weights="w1", shape=shape, runtime="onnxruntime", quiet=True)
+    assert second.cache_hit and second.build_s == 0 and second.artifact == first.artifact
+    x = torch.rand(shape)
+    assert torch.equal(first(x), second(x))
+    # Other weights are another entry, exported anew.
+    monkeypatch.undo()
+    monkeypatch.setenv("PHOTO3D_CACHE", str(private_cache))
+    third = engine_from_module(_tiny_net(1), name="tiny", weights="w2", shape=shape, runtime="onnxruntime", quiet=True)
+    assert not third.cache_hit and third.artifact != first.artifact
+    assert not torch.equal(third(x), first(x))
+
+
+@needs_ort
+def test_truncated_cache_entry_is_rebuilt(private_cache, monkeypatch):
+    import photo3d_fast.engines as engines
+
+    shape = (1, 3, 16, 16)
+    net = _tiny_net()
+    first = engine_from_module(net, name="tiny", weights="w", shape=shape, runtime="onnxruntime", quiet=True)
+    first.artifact.write_bytes(first.artifact.read_bytes()[:50])
+    monkeypatch.setattr(engines, "_ENGINES", {})
+    again = engine_from_module(net, name="tiny", weights="w", shape=shape, runtime="onnxruntime", quiet=True)
+    assert not again.cache_hit
+    x = torch.rand(shape)
+    assert torch.allclose(again(x), net(x).detach(), atol=1e-5)
+
+
+def test_cache_key_changes_with_every_part():
+    base = EngineKey("depth-anything-v2-small", "a" * 64, (1, 3, 518, 686), "fp16", "NVIDIA H100 sm_90", "tensorrt", "10.13")
+    changes = {
+        "model": "depth-anything-v2-base", "weights": "b" * 64, "shape": (1, 3, 518, 518), "precision": "fp32",
+        "device": "NVIDIA A10 sm_86", "runtime": "onnxruntime", "runtime_version": "11.4", "opset": 19,
+    }
+    assert set(changes) == {f.name for f in dataclasses.fields(EngineKey)}
+    for field, value in changes.items():
+        other = dataclasses.replace(base, **{field: value})
+        assert other.engine_digest() != base.engine_digest(), field
+        assert other.plan_path() != base.plan_path(), field
+    # The ONNX export depends only on network, input and precision: shared across GPUs and runtimes.
+    for field in ("device", "runtime", "runtime_version"):
+        assert dataclasses.replace(base, **{field: changes[field]}).onnx_digest() == base.onnx_digest()
+    for field in ("model", "weights", "shape", "precision", "opset"):
+        assert dataclasses.replace(base, **{field: changes[field]}).onnx_digest() != base.onnx_digest()
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PHOTO3D_CACHE", str(tmp_path / "x"))
+    assert cache_mod.cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("PHOTO3D_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_mod.cache_dir() == tmp_path / "xdg" / "photo3d_fast"
+
+
+def test_runtime_and_precision_choices_are_checked():
+    cpu = torch.device("cpu")
+    with pytest.raises(Photo3DError, match="needs a CUDA GPU"):
+        pick_runtime("tensorrt", cpu)
+    with pytest.raises(Photo3DError, match="choose one of"):
+        pick_runtime("tflite", cpu)
+    assert pick_runtime("auto", cpu) == ("onnxruntime" if HAS_ORT else "torch")
+    with pytest.raises(Photo3DError, match="fp16 needs a CUDA GPU"):
+        engine_from_module(_tiny_net(), name="t", weights="w", shape=(1, 3, 8, 8), precision="fp16", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_request_without_gpu_is_a_clear_error():
+    with pytest.raises(Photo3DError, match="cuda"):
+        engine_from_module(_tiny_net(), name="t", weights="w", shape=(1, 3, 8, 8), device="cuda")
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(Photo3DError, match="depth-anything-v2-small"):
+        get_spec("depth-anything-v9", task="depth")
+    assert get_spec("x4plus").name == "realesrgan-x4plus"
+    assert get_spec("midas", task="depth").name == "midas-dpt-large"
+
+
+def test_registry_states_licences():
+    assert MODELS["depth-anything-v2-small"].licence == "Apache-2.0"
+    assert "NC" in MODELS["depth-anything-v2-base"].licence and "NC" in MODELS["depth-anything-v2-large"].licence
+    assert MODELS["midas-dpt-large"].licence == "MIT"
+    assert MODELS["realesrgan-x4plus"].licence == "BSD-3-Clause"
+
+
+def test_offline_hub_fetch_is_a_clear_error(private_cache):
+    spec = MODELS["depth-anything-v2-small"]
+    with pytest.raises(Photo3DError) as e:
+        weight_files(spec, fetch=False)
+    msg = str(e.value)
+    assert "depth-anything-v2-small" in msg and "huggingface.co/depth-anything/Depth-Anything-V2-Small" in msg
+    assert "--weights" in msg and "photo3d engines fetch" in msg
+    assert not available_locally(spec)
+
+
+def test_unreachable_download_is_a_clear_error_and_leaves_nothing(private_cache, monkeypatch):
+    # A port nothing listens on: the download fails at once, as offline would.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = dataclasses.replace(MODELS["midas-dpt-large"], source=WeightsSource(
+        "url", url=f"http://127.0.0.1:{port}/dpt_large_384.pt", filename="dpt_large_384.pt"))
+    monkeypatch.delenv("PHOTO3D_OFFLINE", raising=False)
+    with pytest.raises(Photo3DError, match="could not be downloaded.*ConnectionRefused|could not be downloaded.*URLError"):
+        weight_files(spec, fetch=True, quiet=True)
+    assert not list((private_cache / "weights").glob("*")) if (private_cache / "weights").exists() else True
+
+
+def test_weights_argument_is_checked(tmp_path):
+    spec = MODELS["depth-anything-v2-small"]
+    with pytest.raises(Photo3DError, match="does not exist"):
+        weight_files(spec, tmp_path / "nope.pth")
+    f = tmp_path / "mine.pth"
+    f.write_bytes(b"x")
+    assert weight_files(spec, f) == [f]
+    ncnn = MODELS["realesrgan-x4plus"]
+    (tmp_path / "m.param").write_text("7767517\n")
+    with pytest.raises(Photo3DError, match=r"\.param and \.bin"):
+        weight_files(ncnn, tmp_path / "m.param")
+
+
+def test_missing_package_names_the_extra(monkeypatch):
+    spec = dataclasses.replace(MODELS["realesrgan-x4plus"], source=dataclasses.replace(
+        MODELS["realesrgan-x4plus"].source, package="no_such_package_photo3d"))
+    with pytest.raises(Photo3DError, match=r"photo3d_fast\[upscale\]"):
+        weight_files(spec)
+
+
+def test_tensorrt_needs_gpu_and_package():
+    if torch.cuda.is_available() and importlib.util.find_spec("tensorrt"):
+        pytest.skip("TensorRT and a GPU are here: the GPU tests cover it")
+    with pytest.raises(Photo3DError, match="tensorrt"):
+        pick_runtime("tensorrt", torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and importlib.util.find_spec("tensorrt")),
+                    reason="TensorRT engines need an NVIDIA GPU and pip install photo3d_fast[trt]")
+def test_tensorrt_matches_torch_on_gpu():
+    net = _tiny_net()
+    shape = (1, 3, 32, 48)
+    x = torch.rand(shape, device="cuda")
+    ref = net.cuda()(x).detach()
+    for precision, tol in (("fp32", 1e-3), ("fp16", 2e-2)):
+        trt = engine_from_module(net, name="tiny", weights="seed0", shape=shape, runtime="tensorrt",
+                                 precision=precision, device="cuda", quiet=True)
+        assert torch.allclose(trt(x), ref, atol=tol, rtol=tol), precision
+
+
+def test_doctor_reports_every_section():
+    from photo3d_fast.engines.doctor import report, run_checks
+
+    checks = run_checks(probe=False)
+    sections = {c.section for c in checks}
+    assert {"system", "gpu", "runtime", "kernels", "encoder", "model", "cache"} <= sections
+    names = {c.name for c in checks}
+    assert {"torch", "onnxruntime", "tensorrt", "triton", "cuda", "realesrgan-x4plus"} <= names
+    text = report(checks)
+    assert "tensorrt" in text and "depth-anything-v2-small" in text
+    assert json.loads(report(checks, as_json=True))[0]["name"] == "photo3d_fast"
+
+
+def test_cli_doctor_and_engines_list(capsys):
+    from photo3d_fast.cli import main
+
+    assert main(["doctor", "--no-probe"]) == 0
+    out = capsys.readouterr().out
+    assert "runtime:" in out and "encoder:" in out
+    assert main(["engines", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "depth-anything-v2-small" in out and "Apache-2.0" in out and "CC-BY-NC-4.0" in out
+    assert main(["engines", "build", "depth-anything-v2-small", "--runtime", "tensorrt", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err
