@@ -87,10 +87,10 @@ class Plan:
 
 def _config_types() -> dict[str, type]:
     """Option name (as ClipOptions.from_kwargs takes it) -> the Python type of its value."""
-    from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
+    from .config import EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
 
     types: dict[str, type] = {"depth": str, "depth_kind": str, "frames": str, "path": str}
-    for cls in (SceneConfig, PathConfig, RenderConfig, EncodeConfig):
+    for cls in (SceneConfig, PathConfig, RenderConfig, EncodeConfig, EngineConfig):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             hint = hints.get(f.name, str)
@@ -116,7 +116,7 @@ def coerce_options(raw: dict, base: Path, outdir: Path) -> dict:
     type of the config field; ``size`` is "WxH" or [W, H]; depth-map and keyframe files
     are relative to ``base`` (the manifest's folder), ``frames`` to OUTDIR.
     """
-    from .depth import DEPTH_METHODS
+    from .depth import is_depth_method
 
     types = _config_types()
     out: dict = {}
@@ -147,10 +147,12 @@ def coerce_options(raw: dict, base: Path, outdir: Path) -> dict:
             raise Photo3DError(f"option {name}={value!r} is not a valid {kind.__name__}") from None
         if key == "path" and value.lower().endswith(".json"):
             value = str((base / value).resolve())
-        elif key == "depth" and value not in DEPTH_METHODS:
+        elif key == "depth" and not is_depth_method(value):
             value = str((base / value).resolve())
         elif key == "frames":
             value = str((outdir / value).resolve())
+        elif key == "weights":
+            value = str((base / value).resolve())
         out[key] = value
     return out
 
@@ -170,7 +172,7 @@ def normalize(options: dict, base: Path, outdir: Path) -> dict:
     opts = ClipOptions.from_kwargs(**options)
     default = ClipOptions()
     flat: dict = {}
-    for group in ("scene", "path", "render", "encode", "depth"):
+    for group in ("scene", "path", "render", "encode", "depth", "engine"):
         value, ref = getattr(opts, group), getattr(default, group)
         for f in dataclasses.fields(value):
             v = getattr(value, f.name)
@@ -197,7 +199,8 @@ def _group_key(image: str, options: dict) -> str:
     from .pipeline import ClipOptions
 
     opts = ClipOptions.from_kwargs(**options)
-    return json.dumps([image, dataclasses.asdict(opts.scene), dataclasses.asdict(opts.depth)], default=str)
+    engine = (opts.engine.runtime, opts.engine.precision, opts.engine.weights)
+    return json.dumps([image, dataclasses.asdict(opts.scene), dataclasses.asdict(opts.depth), engine], default=str)
 
 
 # -- inputs -------------------------------------------------------------------------------

@@ -55,14 +55,15 @@ def _describe_error(e: BaseException) -> str:
 def _prepare(group: list[Job]):
     """(prepared photo or None, error or None, seconds) for a group: load + depth."""
     from .io import load_image
-    from .pipeline import ClipOptions, prepare_photo
+    from .pipeline import ClipOptions, engine_options, prepare_photo
 
     t0 = time.perf_counter()
     try:
         first = group[0]
         opts = ClipOptions.from_kwargs(**first.options)
         photo = load_image(first.image)
-        prepared = prepare_photo(photo, Path(first.image).name, opts.scene, opts.depth)
+        prepared = prepare_photo(photo, Path(first.image).name, opts.scene, opts.depth,
+                                 engine_options(opts.engine, opts.render))
         return prepared, None, time.perf_counter() - t0
     except Exception as e:
         return None, _describe_error(e), time.perf_counter() - t0

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_NEAR, EncodeConfig, PathConfig, RenderConfig
+from .config import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_NEAR, UPSCALE_CHOICES, EncodeConfig, EngineConfig, PathConfig, RenderConfig
+from .engines.cli import add_engine_options
 from .errors import Photo3DError
 from .formats import CODEC_CHOICES, ENCODER_CHOICES
 from .paths import ALIASES, PRESETS
@@ -24,10 +25,12 @@ photo3d reads depth out of the photo, builds a layered depth image whose back la
 inpainted where the foreground hid it, and renders a camera moving through that scene
 into an H.264 .mp4.
 
-Depth: by default an embedded cue-based estimator (vertical position, defocus, haze,
-edge-aware smoothing) that needs no weights and no network. It is a fallback: learned
-models (Depth Anything V2, MiDaS) give much better depth, and a depth map of your own
-can be given with --depth FILE.
+Depth: --depth auto uses the best learned model whose weights are on this machine
+(Depth Anything V2 large/base/small, MiDaS DPT-Large: `photo3d engines list`, fetched
+once with `photo3d engines fetch MODEL`), else an embedded cue-based estimator (vertical
+position, defocus, haze, edge-aware smoothing) that needs no weights and no network. A
+depth map of your own can be given with --depth FILE. `photo3d doctor` says what this
+machine can run.
 """
 
 RENDER_EXAMPLES = f"""\
@@ -80,9 +83,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="parallax strength; 1 shifts near against far by ~3%% of the width (default %(default)g)")
     motion.add_argument("--focus", type=float, help="depth that stays still (default: the median-disparity depth)")
     scene = r.add_argument_group("scene")
-    scene.add_argument("--depth", default="auto", metavar="auto|cues|FILE",
-                       help="depth source: auto (best available), cues (embedded), or a depth map "
-                            "(8/16-bit PNG or TIFF, .npy) (default auto)")
+    scene.add_argument("--depth", default="auto", metavar="auto|cues|MODEL|FILE",
+                       help="depth source: auto (best learned model with weights here, else cues), cues "
+                            "(embedded), a model (depth-anything-v2-small/-base/-large, midas-dpt-large; "
+                            "weights downloaded once), or a depth map (8/16-bit PNG or TIFF, .npy) (default auto)")
+    scene.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
     scene.add_argument("--depth-kind", choices=("disparity", "depth"), default="disparity",
                        help="how to read a depth-map file: disparity (white = near, any scale) or "
                             "depth (z-depth, larger = farther) (default disparity)")
@@ -119,6 +124,14 @@ def _parser() -> argparse.ArgumentParser:
     eng.add_argument("--kernels", default=RenderConfig.kernels, choices=("auto", "torch", "triton", "cuda"),
                      help="renderer implementation (default auto: the fastest available)")
     eng.add_argument("--device", default=RenderConfig.device, help="auto, cpu, cuda or cuda:N (default auto)")
+    add_engine_options(eng)
+    eng.add_argument("--upscale", default=EngineConfig.upscale, choices=UPSCALE_CHOICES,
+                     help="super-resolution when the output needs more pixels than the photo has: "
+                          "x4plus (Real-ESRGAN x4plus, photos) or animevideov3 (fast, drawings); weights "
+                          "from photo3d_fast[upscale] (default none)")
+    eng.add_argument("--upscale-mode", default=EngineConfig.upscale_mode, choices=("texture", "frames"),
+                     help="texture (default): once, on the photo the scene is built from; frames: every "
+                          "frame is rendered at 1/4 size and super-resolved (slow, sharpest)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
 
     d = sub.add_parser(
@@ -130,7 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("image", nargs="?", type=Path, help="the photo")
     d.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
     d.add_argument("-o", "--output", type=Path, help="output .png or .npy (default: IMAGE_depth.png, here)")
-    d.add_argument("--depth", default="auto", choices=("auto", "cues"), help="depth method (default auto)")
+    d.add_argument("--depth", default="auto", metavar="auto|cues|MODEL",
+                   help="depth method: auto, cues or a model (see `photo3d engines list`) (default auto)")
+    d.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_engine_options(d)
     d.add_argument("-q", "--quiet", action="store_true", help="no notes")
 
     r.set_defaults(handler=_render)
@@ -144,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     from .benchmark.cli import add_bench_parser
     add_bench_parser(sub)
+    from .engines.cli import add_engines_parser
+    add_engines_parser(sub)
     return parser
 
 
@@ -160,7 +179,8 @@ def _depth(args: argparse.Namespace) -> None:
 
     image = _image_arg(args)
     out = args.output or Path(f"{(image or SAMPLE_IMAGE).stem}_depth.png")
-    write_depth(image, out, depth=args.depth, quiet=args.quiet)
+    write_depth(image, out, depth=args.depth, quiet=args.quiet, runtime=args.runtime, precision=args.precision,
+                device=args.device, weights=args.weights)
 
 
 def _render(args: argparse.Namespace) -> None:
@@ -193,6 +213,11 @@ def _render(args: argparse.Namespace) -> None:
         overscan=args.overscan,
         kernels=args.kernels,
         device=args.device,
+        runtime=args.runtime,
+        precision=args.precision,
+        weights=args.weights,
+        upscale=args.upscale,
+        upscale_mode=args.upscale_mode,
     )
 
 

@@ -155,3 +155,39 @@ class EncodeConfig:
                 raise Photo3DError(f"--bitrate {self.bitrate!r}: give bits per second such as 8M or 2500k")
             if self.crf is not None:
                 raise Photo3DError("give --crf/--quality or --bitrate, not both")
+
+
+#: ``--upscale`` choices: none, or an upscale model of ``photo3d_fast.engines.registry``.
+UPSCALE_CHOICES = ("none", "x4plus", "animevideov3", "realesrgan-x4plus", "realesr-animevideov3")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How learned models (depth networks, super-resolution) run.
+
+    runtime: "auto" | "tensorrt" | "onnxruntime" | "torch" | "torch-compile" (see
+        ``photo3d_fast.engines``); precision: "auto" | "fp32" | "fp16".
+    weights: a weights file of the ``--depth`` model instead of the cache/download.
+    upscale: "none" or a super-resolution model (x4plus = Real-ESRGAN x4plus); applied once
+        to the photo the LDI is built from when the output needs more pixels than the photo
+        has (upscale_mode "texture"), or to every rendered frame (upscale_mode "frames").
+    """
+
+    runtime: str = "auto"
+    precision: str = "auto"
+    weights: str | None = None
+    upscale: str = "none"
+    upscale_mode: str = "texture"
+
+    def __post_init__(self) -> None:
+        from .errors import Photo3DError
+
+        runtimes = ("auto", "tensorrt", "onnxruntime", "torch", "torch-compile")
+        if self.runtime not in runtimes:
+            raise Photo3DError(f"--runtime {self.runtime!r}: choose one of {', '.join(runtimes)}")
+        if self.precision not in ("auto", "fp32", "fp16"):
+            raise Photo3DError(f"--precision {self.precision!r}: choose auto, fp32 or fp16")
+        if self.upscale not in UPSCALE_CHOICES:
+            raise Photo3DError(f"--upscale {self.upscale!r}: choose one of {', '.join(UPSCALE_CHOICES)}")
+        if self.upscale_mode not in ("texture", "frames"):
+            raise Photo3DError(f"--upscale-mode {self.upscale_mode!r}: choose texture or frames")

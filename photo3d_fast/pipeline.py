@@ -8,14 +8,15 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
-from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
-from .depth import DEPTH_METHODS, estimate_disparity
+from .config import EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
+from .depth import DEPTH_METHODS, DEPTH_MODELS, EngineOptions, estimate_disparity, is_depth_method
 from .encode import PngFrameWriter, open_video
 from .errors import Photo3DError
 from .io import Photo, load_depth_map, load_image, resize_map
@@ -47,13 +48,15 @@ class ClipOptions:
     render: RenderConfig = RenderConfig()
     encode: EncodeConfig = EncodeConfig()
     depth: DepthConfig = DepthConfig()
+    engine: EngineConfig = EngineConfig()
     frames_dir: Path | None = None
 
     @classmethod
     def from_kwargs(cls, **options) -> "ClipOptions":
         """Build from flat keyword options (the names of the config fields, plus ``depth``,
         ``depth_kind`` and ``frames``), as ``render_clip`` and batch manifests give them."""
-        groups = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig}
+        groups = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig,
+                  "engine": EngineConfig}
         owner = {f.name: g for g, c in groups.items() for f in fields(c)}
         values: dict[str, dict] = {g: {} for g in groups}
         depth: dict[str, str] = {}
@@ -78,6 +81,7 @@ class ClipOptions:
             render=RenderConfig(**values["render"]),
             encode=EncodeConfig(**values["encode"]),
             depth=DepthConfig(**depth),
+            engine=EngineConfig(**values["engine"]),
             frames_dir=frames,
         )
 
@@ -102,19 +106,32 @@ class PreparedPhoto:
     notes: str
 
 
-def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig) -> tuple[np.ndarray, str]:
+def _did_you_mean(text: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(text, list(choices), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def engine_options(engine: EngineConfig, render: RenderConfig | None = None) -> EngineOptions:
+    """The learned-model options of a clip (the renderer's device runs them too)."""
+    return EngineOptions(engine.runtime, engine.precision, render.device if render else "auto", engine.weights)
+
+
+def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig, engine: EngineOptions = EngineOptions(),
+                quiet: bool = True) -> tuple[np.ndarray, str]:
     """z-depth (H, W) float32 of the photo ``rgb`` and a note of its source.
 
     A user's depth map of another size is resized to the photo's, with a note.
     """
     source = config.source
-    if source in DEPTH_METHODS:
-        disparity, note = estimate_disparity(rgb, source)
+    if is_depth_method(source):
+        disparity, note = estimate_disparity(rgb, source, engine, quiet)
         return disparity_to_depth(normalize_disparity(disparity), scene.near, scene.far), note
     if not Path(source).exists():
         raise Photo3DError(
-            f"--depth {source!r} is neither a depth method ({', '.join(DEPTH_METHODS)}) "
-            "nor an existing depth-map file"
+            f"--depth {source!r} is neither a depth method (auto, cues, {', '.join(DEPTH_MODELS)}) "
+            f"nor an existing depth-map file{_did_you_mean(source, DEPTH_METHODS)}"
         )
     values = load_depth_map(source, rgb.shape[:2], config.kind)
     if config.kind == "depth":
@@ -122,11 +139,12 @@ def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig) -> tup
     return disparity_to_depth(normalize_disparity(values), scene.near, scene.far), f"file {source} (disparity)"
 
 
-def prepare_photo(photo: Photo, name: str, scene: SceneConfig = SceneConfig(), depth: DepthConfig = DepthConfig()) -> PreparedPhoto:
+def prepare_photo(photo: Photo, name: str, scene: SceneConfig = SceneConfig(), depth: DepthConfig = DepthConfig(),
+                  engine: EngineOptions = EngineOptions(), quiet: bool = True) -> PreparedPhoto:
     """Intrinsics and depth of a loaded photo: the per-photo stage of ARCHITECTURE.md."""
     h, w = photo.rgb.shape[:2]
     K, fov_note = scene_intrinsics(w, h, scene, photo.exif_fov)
-    z, depth_note = scene_depth(photo.rgb, depth, scene)
+    z, depth_note = scene_depth(photo.rgb, depth, scene, engine, quiet)
     return PreparedPhoto(name, photo.rgb, K, z, f"depth: {depth_note}; fov: {fov_note}")
 
 
@@ -180,6 +198,55 @@ def plan_clip(prepared: PreparedPhoto, opts: ClipOptions) -> ClipPlan:
     return ClipPlan(CameraPath(path.poses, path.zoom * overscan), rgb, K, z, K_out, out_size, overscan)
 
 
+def upscale_texture(prepared: PreparedPhoto, plan: ClipPlan, opts: ClipOptions, quiet: bool = False) -> ClipPlan:
+    """``plan`` with its working image super-resolved (``--upscale``, texture mode): when the
+    output at the path's strongest zoom needs more pixels than the photo has, the photo is
+    upscaled by the model (4x), resized to what the output needs, and its depth follows with
+    an edge-aware (guided) upsampling so depth edges land on the sharper image's edges."""
+    from .depth.guided import guided_upsample
+    from .upscale import upscale_with_model
+
+    h, w = prepared.rgb.shape[:2]
+    need = max(plan.size[0] / w, plan.size[1] / h) * max(1.0, float(plan.path.zoom.max()))
+    if need <= 1.0:
+        _info(quiet, f"--upscale {opts.engine.upscale}: the photo already has the pixels the output needs; skipped")
+        return plan
+    sr, note = upscale_with_model(prepared.rgb, opts.engine.upscale, engine_options(opts.engine, opts.render), quiet=quiet)
+    factor = min(need, sr.shape[1] / w)
+    size = (max(16, round(w * factor)), max(16, round(h * factor)))
+    rgb = sr if (sr.shape[1], sr.shape[0]) == size else np.asarray(Image.fromarray(sr).resize(size, Image.Resampling.LANCZOS))
+    disparity = 1.0 / prepared.depth
+    guide = torch.from_numpy(prepared.rgb).permute(2, 0, 1).float() / 255.0
+    up = guided_upsample(guide, torch.from_numpy(disparity.astype(np.float32)), rgb, radius=1, eps=1e-4).numpy()
+    up = np.clip(up, disparity.min(), disparity.max())
+    _info(quiet, f"upscaled the photo {w}x{h} -> {size[0]}x{size[1]} with {note}")
+    K = scale_intrinsics(prepared.K, (w, h), size)
+    return ClipPlan(plan.path, rgb, K, (1.0 / up).astype(np.float32), plan.K_out, plan.size, plan.overscan)
+
+
+class _FrameUpscaler:
+    """``--upscale-mode frames``: frames rendered at about 1/scale of the output size are
+    super-resolved and resized to the output size, one by one, before the sinks."""
+
+    def __init__(self, opts: ClipOptions, out_size: tuple[int, int], quiet: bool) -> None:
+        from .engines.registry import get_spec
+
+        self.spec = get_spec(opts.engine.upscale, task="upscale")
+        s = self.spec.scale
+        self.small = (max(16, -(-out_size[0] // s)), max(16, -(-out_size[1] // s)))
+        self.out_size = out_size
+        self.engine = engine_options(opts.engine, opts.render)
+        self.quiet = quiet
+
+    def __call__(self, frame: torch.Tensor) -> np.ndarray:
+        from .upscale import upscale_with_model
+
+        sr, _ = upscale_with_model(frame.cpu().numpy(), self.spec.name, self.engine, quiet=True)
+        if (sr.shape[1], sr.shape[0]) != self.out_size:
+            sr = np.asarray(Image.fromarray(sr).resize(self.out_size, Image.Resampling.LANCZOS))
+        return sr
+
+
 def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: bool = False) -> int:
     """Render the clip of ``opts`` and write every frame to each sink (VideoWriter,
     PngFrameWriter...). Per clip: path, working resolution, LDI, frames. Returns the
@@ -187,7 +254,13 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     t0 = time.perf_counter()
     h, w = prepared.rgb.shape[:2]
     device = resolve_device(opts.render.device)
+    upscale_frames = None
+    if opts.engine.upscale != "none" and opts.engine.upscale_mode == "frames":
+        upscale_frames = _FrameUpscaler(opts, output_size(prepared, opts), quiet)
+        opts = replace(opts, render=replace(opts.render, size=upscale_frames.small))
     plan = plan_clip(prepared, opts)
+    if opts.engine.upscale != "none" and upscale_frames is None:
+        plan = upscale_texture(prepared, plan, opts, quiet)
     path, out_size = plan.path, plan.size
     work = (plan.rgb.shape[1], plan.rgb.shape[0])
     band, edge = ldi_params_for_motion(plan.K, plan.depth, path.max_translation(), work)
@@ -197,7 +270,10 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     K_out = plan.K_out
     _info(
         quiet,
-        f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}, {len(path)} frames at "
+        f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}"
+        + (f" (each frame upscaled to {upscale_frames.out_size[0]}x{upscale_frames.out_size[1]} "
+           f"with {upscale_frames.spec.name})" if upscale_frames else "")
+        + f", {len(path)} frames at "
         f"{opts.path.fps:g} fps; {prepared.notes}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}; "
         f"LDI in {time.perf_counter() - t0:.1f} s",
     )
@@ -206,6 +282,8 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     frames = tqdm(renderer.render_path(path, K_out, out_size), total=len(path), desc="render",
                   unit="frame", disable=quiet, file=sys.stderr, leave=False)
     for frame in frames:
+        if upscale_frames is not None:
+            frame = upscale_frames(frame)
         for sink in sinks:
             sink.write(frame)
     return len(path)
@@ -218,8 +296,10 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     (written under a temporary name and renamed when complete). Options are the fields
     of the config dataclasses by name: path (preset or keyframe JSON), duration, fps,
     amount, focus, size (W, H), fov, near, far, layers, kernels, device, depth ("auto",
-    "cues" or a depth-map file), depth_kind, frames (a directory for PNG frames),
-    encoder, codec, crf, bitrate, encoder_preset, pix_fmt. Returns the path of the finished clip.
+    "cues", a depth model or a depth-map file), depth_kind, frames (a directory for PNG frames),
+    encoder, codec, crf, bitrate, encoder_preset, pix_fmt, runtime, precision, weights (of
+    the depth model), upscale ("none", "x4plus", "animevideov3"), upscale_mode ("texture",
+    "frames"). Returns the path of the finished clip.
     """
     opts = ClipOptions.from_kwargs(**options)
     t0 = time.perf_counter()
@@ -227,12 +307,18 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     photo = load_image(image_path)
     out_size = output_size(photo, opts)
     resolve_device(opts.render.device)  # a missing GPU fails now, not after depth
+    if opts.engine.upscale != "none":  # a missing upscale extra fails now, not after depth
+        from .engines.registry import get_spec
+        from .engines.weights import weight_files
+
+        weight_files(get_spec(opts.engine.upscale, task="upscale"), fetch=False)
     with ExitStack() as stack:
         # Open the outputs first: a bad output path fails now, not after the depth stage.
         sinks = [stack.enter_context(open_video(out_path, opts.path.fps, out_size, opts.encode, quiet=quiet))]
         if opts.frames_dir:
             sinks.append(stack.enter_context(PngFrameWriter(opts.frames_dir, out_size)))
-        prepared = prepare_photo(photo, image_path.name, opts.scene, opts.depth)
+        prepared = prepare_photo(photo, image_path.name, opts.scene, opts.depth,
+                                 engine_options(opts.engine, opts.render), quiet)
         render_into(prepared, opts, sinks, quiet)
         for sink in sinks[1:]:
             sink.close()
@@ -241,9 +327,11 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     return result
 
 
-def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: str = "auto", quiet: bool = False) -> Path:
+def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: str = "auto", quiet: bool = False,
+                runtime: str = "auto", precision: str = "auto", device: str = "auto", weights: str | None = None) -> Path:
     """Estimate a photo's disparity and save it: 16-bit PNG (white = near) or .npy float32
-    in [0, 1]. ``photo3d render --depth FILE`` reads either back. Written atomically."""
+    in [0, 1]. ``photo3d render --depth FILE`` reads either back. Written atomically.
+    depth: "auto", "cues" or a depth model; runtime/precision/device/weights: how the model runs."""
     import os
 
     image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)
@@ -254,7 +342,7 @@ def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: s
     if not out_path.parent.resolve().is_dir() or not os.access(out_path.parent.resolve(), os.W_OK):
         raise Photo3DError(f"cannot write {str(out_path)!r}: directory {str(out_path.parent)!r} is missing or not writable")
     photo = load_image(image_path)
-    disparity, note = estimate_disparity(photo.rgb, depth)
+    disparity, note = estimate_disparity(photo.rgb, depth, EngineOptions(runtime, precision, device, weights), quiet)
     disparity = normalize_disparity(disparity)
     tmp = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}{suffix}")
     try:

@@ -1,33 +1,67 @@
 """Depth engines: from a photo to relative disparity (1 = nearest, 0 = farthest).
 
-Backends: ``cues`` (embedded, no weights; always available) and, with the engines issue,
-learned models (Depth Anything V2, MiDaS). ``auto`` picks the best one available locally
-and falls back to ``cues``. A user's own depth map is read by ``photo3d_fast.io``.
+Backends: ``cues`` (embedded, no weights; always available) and the learned models of
+``photo3d_fast.engines.registry`` (Depth Anything V2 small/base/large, MiDaS DPT-Large).
+``auto`` picks the best learned model whose weights are here (no download) and falls back
+to ``cues``. A user's own depth map is read by ``photo3d_fast.io``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..engines.registry import models_for
 from ..errors import Photo3DError
+from .backends import EngineOptions
 
-DEPTH_METHODS = ("auto", "cues")
+DEPTH_MODELS = tuple(s.name for s in models_for("depth"))
+DEPTH_METHODS = ("auto", "cues", *DEPTH_MODELS)
+
+__all__ = ["DEPTH_METHODS", "DEPTH_MODELS", "EngineOptions", "estimate_disparity", "is_depth_method"]
 
 
-def estimate_disparity(image: np.ndarray, method: str = "auto") -> tuple[np.ndarray, str]:
+def is_depth_method(name: str) -> bool:
+    """Whether ``name`` names a depth method (a model alias included), not a file."""
+    from ..engines.registry import MODELS, _ALIASES
+
+    canonical = _ALIASES.get(name, name)
+    return name in ("auto", "cues") or (canonical in MODELS and MODELS[canonical].task == "depth")
+
+
+def estimate_disparity(image: np.ndarray, method: str = "auto", options: EngineOptions | None = None,
+                       quiet: bool = True) -> tuple[np.ndarray, str]:
     """Relative disparity of a photo.
 
-    image: (H, W, 3) uint8 sRGB. Returns ((H, W) float32 in [0, 1], a short description
-    of the backend that produced it).
+    image: (H, W, 3) uint8 sRGB; method: "auto", "cues" or a depth model's name (or alias);
+    options: runtime/precision/device/weights of learned models. Returns ((H, W) float32 in
+    [0, 1], a short description of the backend that produced it).
     """
-    if method not in DEPTH_METHODS:
+    if not is_depth_method(method):
         raise Photo3DError(
-            f"--depth {method!r} is not a depth method or an existing file; "
-            f"use {' or '.join(DEPTH_METHODS)}, or the path of a depth map (.png, .tif, .npy)"
+            f"--depth {method!r} is not a depth method or an existing file; use auto, cues, "
+            f"{', '.join(DEPTH_MODELS)}, or the path of a depth map (.png, .tif, .npy)"
         )
+    options = options or EngineOptions()
+    if method == "auto":
+        from .backends import best_local_model
+
+        if options.weights is not None:
+            raise Photo3DError("--weights needs --depth MODEL: say which model the file holds")
+        spec = best_local_model()
+        if spec is not None:
+            disparity, note = _learned(image, spec.name, options, quiet)
+            return disparity, f"{note}; auto: best depth model with weights here"
+    elif method != "cues":
+        return _learned(image, method, options, quiet)
     from .cues import estimate_disparity_cues
 
     note = "cues (embedded estimator; learned models are better)"
     if method == "auto":
-        note = "cues (auto: no learned depth model is installed)"
+        note = "cues (auto: no learned depth model's weights are here; `photo3d engines fetch depth-anything-v2-small`)"
     return estimate_disparity_cues(image), note
+
+
+def _learned(image: np.ndarray, name: str, options: EngineOptions, quiet: bool) -> tuple[np.ndarray, str]:
+    from .backends import estimate_with_model
+
+    return estimate_with_model(image, name, options, quiet)
