@@ -150,7 +150,7 @@ def test_console_script_help_and_user_error(tmp_path):
     for word in ("--path", "--amount", "--depth", "--frames", "vertigo", "ken-burns"):
         assert word in help_text
     top = subprocess.run([sys.executable, "-m", "photo3d_fast.cli", "--help"], capture_output=True, text=True).stdout
-    assert "learned models" in " ".join(top.split())
+    assert "learned model" in " ".join(top.split()) and "photo3d doctor" in top
     r = subprocess.run([sys.executable, "-m", "photo3d_fast.cli", "render", str(tmp_path / "nope.jpg")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr

@@ -175,7 +175,26 @@ def test_unreachable_download_is_a_clear_error_and_leaves_nothing(private_cache,
     monkeypatch.delenv("PHOTO3D_OFFLINE", raising=False)
     with pytest.raises(Photo3DError, match="could not be downloaded.*ConnectionRefused|could not be downloaded.*URLError"):
         weight_files(spec, fetch=True, quiet=True)
-    assert not list((private_cache / "weights").glob("*")) if (private_cache / "weights").exists() else True
+    assert not [f for f in private_cache.rglob("*") if f.is_file()]
+
+
+def test_offline_hub_download_fails_fast_without_retries(private_cache, monkeypatch):
+    import huggingface_hub
+
+    from photo3d_fast.engines import weights as weights_mod
+
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    monkeypatch.setattr(weights_mod, "_resolves", lambda url: "cannot resolve huggingface.co: offline")
+    with pytest.raises(Photo3DError, match="cannot resolve huggingface.co"):
+        weight_files(MODELS["depth-anything-v2-small"], fetch=True, quiet=True)
+    assert calls == [True]  # only the cache was asked; no network attempt, no retry loop
 
 
 def test_weights_argument_is_checked(tmp_path):

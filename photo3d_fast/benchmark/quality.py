@@ -22,7 +22,7 @@ window positions) is averaged over frames. "%" columns are mean fractions of the
 Each configuration runs with layers=1 (front layer only) and layers=2 (with the back
 layer), so the back layer's value shows in the disocc column.
 
-Depth. Each depth backend (depth.DEPTH_METHODS minus auto) estimates disparity from the
+Depth. Each depth backend available here (depth.local_depth_methods) estimates disparity from the
 same ray-cast photos; its prediction is aligned to the true disparity 1/z by least squares
 in disparity space (scale and shift, the ambiguity of a relative-depth model), turned back
 into depth, and compared with the true z-depth: AbsRel = mean |z - z*| / z*, and
@@ -206,9 +206,9 @@ def depth_accuracy(size: tuple[int, int], kinds: list[str], seeds: list[int],
 
     Returns (rows: one per method with mean AbsRel, mean delta<1.25 over scenes, scenes,
     seconds per image; notes on backends that could not run)."""
-    from ..depth import DEPTH_METHODS, estimate_disparity
+    from ..depth import estimate_disparity, local_depth_methods
 
-    methods = methods or [m for m in DEPTH_METHODS if m != "auto"]
+    methods = methods or local_depth_methods()  # never a download inside a benchmark
     K = reference_camera(size)
     photos = []
     for kind in kinds:

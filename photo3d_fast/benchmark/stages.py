@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..config import EncodeConfig, PathConfig, RenderConfig
-from ..depth import DEPTH_METHODS, estimate_disparity
+from ..depth import estimate_disparity
 from ..errors import Photo3DError
 from ..ldi import build_ldi, ldi_params_for_motion
 from ..paths import default_focus, preset_path
@@ -134,8 +134,11 @@ def bench_decode(size: tuple[int, int], reps: int, directory: Path) -> dict:
 
 
 def depth_methods() -> list[str]:
-    """Every depth backend by name (DEPTH_METHODS minus "auto")."""
-    return [m for m in DEPTH_METHODS if m != "auto"]
+    """Every depth backend that runs here without a download (cues, and the learned models
+    whose weights are here): a benchmark must never start fetching gigabytes."""
+    from ..depth import local_depth_methods
+
+    return local_depth_methods()
 
 
 def bench_depth(method: str, size: tuple[int, int], reps: int, device: torch.device) -> dict | str:

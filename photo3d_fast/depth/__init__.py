@@ -17,7 +17,7 @@ from .backends import EngineOptions
 DEPTH_MODELS = tuple(s.name for s in models_for("depth"))
 DEPTH_METHODS = ("auto", "cues", *DEPTH_MODELS)
 
-__all__ = ["DEPTH_METHODS", "DEPTH_MODELS", "EngineOptions", "estimate_disparity", "is_depth_method"]
+__all__ = ["DEPTH_METHODS", "DEPTH_MODELS", "EngineOptions", "estimate_disparity", "is_depth_method", "local_depth_methods"]
 
 
 def is_depth_method(name: str) -> bool:
@@ -26,6 +26,15 @@ def is_depth_method(name: str) -> bool:
 
     canonical = _ALIASES.get(name, name)
     return name in ("auto", "cues") or (canonical in MODELS and MODELS[canonical].task == "depth")
+
+
+def local_depth_methods() -> list[str]:
+    """The depth backends that run here without a download: cues and every model whose
+    weights are in the cache (or its package)."""
+    from ..engines.registry import get_spec
+    from ..engines.weights import available_locally
+
+    return ["cues", *(m for m in DEPTH_MODELS if available_locally(get_spec(m)))]
 
 
 def estimate_disparity(image: np.ndarray, method: str = "auto", options: EngineOptions | None = None,

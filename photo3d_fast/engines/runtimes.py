@@ -7,10 +7,10 @@ Every engine has the same call: a float32 (N, C, H, W) tensor of its fixed input
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import Photo3DError
@@ -82,9 +82,6 @@ def onnxruntime_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-_ORT_TYPES = {torch.float32: "float32", torch.float16: "float16"}
-
-
 class OrtEngine(Engine):
     """An exported ONNX file in ONNX Runtime: the CUDA provider for CUDA tensors (bound in
     place with I/O binding, on the caller's current stream), the CPU provider otherwise."""
@@ -126,14 +123,8 @@ class OrtEngine(Engine):
         out = torch.empty(self.output_shape, dtype=torch.float32, device=self.device)
         binding = self.session.io_binding()
         idx = self.device.index or 0
-        binding.bind_input("input", "cuda", idx, "float32", tuple(x.shape), x.data_ptr())
-        binding.bind_output("output", "cuda", idx, "float32", self.output_shape, out.data_ptr())
+        binding.bind_input("input", "cuda", idx, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_output("output", "cuda", idx, np.float32, self.output_shape, out.data_ptr())
         self.session.run_with_iobinding(binding)
         return out
 
-
-def timed(fn, *args):
-    """(result, seconds) of ``fn(*args)``."""
-    t0 = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - t0

@@ -52,13 +52,28 @@ def _user_files(spec: ModelSpec, weights: Path) -> list[Path]:
     return files
 
 
-def _offline_error(spec: ModelSpec, dest: Path, reason: str) -> Photo3DError:
+def _offline_error(spec: ModelSpec, dest: Path | None, reason: str) -> Photo3DError:
+    where = f" (or put it at {dest})" if dest is not None else ""
     return Photo3DError(
         f"the weights of {spec.name} are not in the cache and could not be downloaded from "
         f"{spec.source.home()} ({reason}). On a machine with internet run "
         f"`photo3d engines fetch {spec.name}`, or download the file yourself and pass "
-        f"--weights FILE (or put it at {dest}); --depth cues needs no weights"
+        f"--weights FILE{where}; --depth cues needs no weights"
     )
+
+
+def _resolves(url: str) -> str | None:
+    """None if the host of ``url`` resolves, else why not. Offline, the hub client would
+    retry for ~25 s with a warning per attempt before giving the same answer."""
+    import socket
+    import urllib.parse
+
+    host = urllib.parse.urlparse(url).hostname or ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as e:
+        return f"cannot resolve {host}: {e}"
+    return None
 
 
 def _hf_file(spec: ModelSpec, fetch: bool, quiet: bool) -> Path:
@@ -70,12 +85,19 @@ def _hf_file(spec: ModelSpec, fetch: bool, quiet: bool) -> Path:
         raise Photo3DError("downloading weights needs huggingface_hub: pip install huggingface_hub") from None
     try:
         return Path(hf_hub_download(src.repo, src.filename, revision=src.revision, cache_dir=hub,
-                                    local_files_only=not fetch))
-    except Exception as e:  # the hub raises many types (offline, HTTP, DNS); all mean "not here"
-        if not fetch:
-            raise _offline_error(spec, hub, "fetching disabled") from None
+                                    local_files_only=True))
+    except Exception:  # not in the cache: download below, if allowed
+        pass
+    if not fetch:
+        raise _offline_error(spec, None, "fetching disabled")
+    unreachable = _resolves("https://huggingface.co")
+    if unreachable:
+        raise _offline_error(spec, None, unreachable)
+    try:
+        return Path(hf_hub_download(src.repo, src.filename, revision=src.revision, cache_dir=hub))
+    except Exception as e:  # the hub raises many types (offline, HTTP, auth); all mean "not here"
         reason = type(e).__name__ + (f": {str(e).splitlines()[0][:160]}" if str(e) else "")
-        raise _offline_error(spec, hub, reason) from None
+        raise _offline_error(spec, None, reason) from None
 
 
 def _download(url: str, dest: Path, quiet: bool, timeout: float = 30.0) -> None:
@@ -101,6 +123,9 @@ def _url_file(spec: ModelSpec, fetch: bool, quiet: bool) -> Path:
     if not dest.is_file():
         if not fetch or os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("PHOTO3D_OFFLINE") == "1":
             raise _offline_error(spec, dest, "fetching disabled")
+        unreachable = _resolves(src.url)
+        if unreachable:
+            raise _offline_error(spec, dest, unreachable)
         try:
             _download(src.url, dest, quiet)
         except (urllib.error.URLError, OSError, TimeoutError) as e:

@@ -480,7 +480,7 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
     Host header is not localhost (a web page elsewhere cannot reach us by DNS rebinding);
     close_on_cleanup: close the previewer (jobs, temporary clips) when the app stops."""
     _require_web()
-    from ..depth import DEPTH_METHODS
+    from ..depth import DEPTH_METHODS, local_depth_methods
     from ..paths import PRESETS
     from ..render.dispatch import select_kernels
 
@@ -540,7 +540,8 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
             "mode": previewer.mode,
             "photos": previewer.photos,
             "presets": list(PRESETS),
-            "depth_models": list(DEPTH_METHODS),
+            # Models whose weights are here: choosing one must not start a download.
+            "depth_models": ["auto", *local_depth_methods()],
             "kernels": kernels,
             "device": str(previewer.device),
             "max_export_frames": MAX_EXPORT_FRAMES,
