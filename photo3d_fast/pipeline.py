@@ -229,19 +229,19 @@ class _FrameUpscaler:
     super-resolved and resized to the output size, one by one, before the sinks."""
 
     def __init__(self, opts: ClipOptions, out_size: tuple[int, int], quiet: bool) -> None:
-        from .engines.registry import get_spec
+        from .upscale import upscale_engine
 
-        self.spec = get_spec(opts.engine.upscale, task="upscale")
+        # The engine is resolved once here, not per frame.
+        self.engine, self.spec, self.batch = upscale_engine(opts.engine.upscale, engine_options(opts.engine, opts.render),
+                                                            quiet=quiet)
         s = self.spec.scale
         self.small = (max(16, -(-out_size[0] // s)), max(16, -(-out_size[1] // s)))
         self.out_size = out_size
-        self.engine = engine_options(opts.engine, opts.render)
-        self.quiet = quiet
 
     def __call__(self, frame: torch.Tensor) -> np.ndarray:
-        from .upscale import upscale_with_model
+        from .upscale import upscale_image
 
-        sr, _ = upscale_with_model(frame.cpu().numpy(), self.spec.name, self.engine, quiet=True)
+        sr = upscale_image(frame.cpu().numpy(), self.engine, self.spec.scale, batch=self.batch, device=self.engine.device)
         if (sr.shape[1], sr.shape[0]) != self.out_size:
             sr = np.asarray(Image.fromarray(sr).resize(self.out_size, Image.Resampling.LANCZOS))
         return sr

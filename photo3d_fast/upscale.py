@@ -148,16 +148,14 @@ def upscale_image(rgb: np.ndarray, run: Runner, scale: int, tile: int = 256, ove
     return out
 
 
-def upscale_with_model(rgb: np.ndarray, model: str, options=None, *, tile: int = 256, overlap: int = 16,
-                       quiet: bool = False) -> tuple[np.ndarray, str]:
-    """Super-resolve ``rgb`` ((H, W, 3) uint8) with the upscale model ``model`` (registry
-    name or alias: "x4plus", "animevideov3") through the engine layer; ``options``
-    (``depth.EngineOptions``) picks runtime, precision and device. Returns ((sH, sW, 3)
-    uint8, a note naming model, runtime and precision)."""
+def upscale_engine(model: str, options=None, *, tile: int = 256, quiet: bool = False):
+    """(engine, spec, batch) of the upscale model ``model`` (registry name or alias:
+    "x4plus", "animevideov3") for ``batch`` tiles of tile x tile pixels; ``options``
+    (``depth.EngineOptions``) picks runtime, precision and device. Resolve it once and
+    reuse it for many images: the lookup stats the weight files."""
     from .depth.backends import EngineOptions
     from .engines import load_engine
     from .engines.registry import get_spec
-
     from .render.dispatch import resolve_device
 
     options = options or EngineOptions()
@@ -166,6 +164,15 @@ def upscale_with_model(rgb: np.ndarray, model: str, options=None, *, tile: int =
     batch = 4 if resolve_device(options.device).type == "cuda" else 1
     engine = load_engine(spec.name, (batch, 3, tile, tile), runtime=options.runtime, precision=options.precision,
                          device=options.device, fetch=False, quiet=quiet)
+    return engine, spec, batch
+
+
+def upscale_with_model(rgb: np.ndarray, model: str, options=None, *, tile: int = 256, overlap: int = 16,
+                       quiet: bool = False) -> tuple[np.ndarray, str]:
+    """Super-resolve ``rgb`` ((H, W, 3) uint8) with the upscale model ``model`` through the
+    engine layer (see ``upscale_engine``). Returns ((sH, sW, 3) uint8, a note naming model,
+    runtime and precision)."""
+    engine, spec, batch = upscale_engine(model, options, tile=tile, quiet=quiet)
     out = upscale_image(rgb, engine, spec.scale, tile=tile, overlap=overlap, batch=batch, device=engine.device,
                         progress=not quiet)
     return out, f"{spec.name} on {engine.runtime} {engine.precision}"

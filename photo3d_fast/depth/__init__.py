@@ -22,10 +22,15 @@ __all__ = ["DEPTH_METHODS", "DEPTH_MODELS", "EngineOptions", "estimate_disparity
 
 def is_depth_method(name: str) -> bool:
     """Whether ``name`` names a depth method (a model alias included), not a file."""
-    from ..engines.registry import MODELS, _ALIASES
+    from ..engines.registry import get_spec
 
-    canonical = _ALIASES.get(name, name)
-    return name in ("auto", "cues") or (canonical in MODELS and MODELS[canonical].task == "depth")
+    if name in ("auto", "cues"):
+        return True
+    try:
+        get_spec(name, task="depth")
+    except Photo3DError:
+        return False
+    return True
 
 
 def local_depth_methods() -> list[str]:
