@@ -15,8 +15,8 @@ void check(const torch::Tensor& t, const char* name, torch::ScalarType dtype) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-// Returns (acc (out_h*out_w, 4) float32, zbuf (out_h*out_w,) int64), as
-// photo3d_fast.render.reference builds them.
+// cam: (F, 16) camera blocks, one per frame. Returns (acc (F, out_h*out_w, 4) float32,
+// zbuf (F, out_h*out_w) int64): frame f as photo3d_fast.render.reference builds them.
 std::vector<torch::Tensor> splat_accumulate(torch::Tensor points, torch::Tensor link_x, torch::Tensor link_y,
                                             torch::Tensor texels, torch::Tensor colors, torch::Tensor cam,
                                             int64_t out_w, int64_t out_h, double grid_focal, double tolerance,
@@ -28,14 +28,19 @@ std::vector<torch::Tensor> splat_accumulate(torch::Tensor points, torch::Tensor 
   check(colors, "colors", torch::kFloat32);
   check(cam, "cam", torch::kFloat32);
   TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "points must be (L, H, W, 3)");
-  TORCH_CHECK(cam.numel() == 16, "cam must hold 16 floats");
+  TORCH_CHECK(cam.dim() == 2 && cam.size(1) == 16, "cam must be (F, 16): one camera block per frame");
+  TORCH_CHECK(cam.size(0) <= 65535, "at most 65535 frames per launch, got ", cam.size(0));
   TORCH_CHECK(colors.size(0) == texels.size(0), "one color per texel");
+  for (const auto* t : {&link_x, &link_y, &texels, &colors, &cam})
+    TORCH_CHECK(t->device() == points.device(), "every input must be on ", points.device(), ", got ", t->device());
   const c10::cuda::CUDAGuard guard(points.device());
-  auto zbuf = torch::full({out_h * out_w}, std::numeric_limits<int64_t>::max(), points.options().dtype(torch::kInt64));
-  auto acc = torch::zeros({out_h * out_w, 4}, points.options());
+  const int64_t frames = cam.size(0);
+  auto zbuf = torch::full({frames, out_h * out_w}, std::numeric_limits<int64_t>::max(),
+                          points.options().dtype(torch::kInt64));
+  auto acc = torch::zeros({frames, out_h * out_w, 4}, points.options());
   photo3d::SplatInputs in{points.data_ptr<float>(), link_x.data_ptr<uint8_t>(), link_y.data_ptr<uint8_t>(),
                           texels.data_ptr<int64_t>(), colors.data_ptr<float>(), cam.data_ptr<float>()};
-  photo3d::SplatParams p{texels.size(0), points.size(2), points.size(1), static_cast<int>(out_w),
+  photo3d::SplatParams p{texels.size(0), frames, points.size(2), points.size(1), static_cast<int>(out_w),
                          static_cast<int>(out_h), static_cast<float>(grid_focal), static_cast<float>(tolerance),
                          static_cast<float>(z_near), static_cast<float>(margin), static_cast<float>(max_extent)};
   const cudaError_t err = photo3d::splat_accumulate(

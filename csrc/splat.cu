@@ -7,6 +7,9 @@
 // Pass 2 (resolve_kernel): same footprint, read each covered pixel's winner, atomicAdd the
 // tent-weighted color of texels within the resolve tolerance into float4 accumulators.
 //
+// Batching: blockIdx.y is the frame; frame f reads camera block f and writes its own
+// z-buffer and accumulator, so one launch of each pass renders F frames.
+//
 // Conventions: OpenCV camera (x right, y down, z forward), pixel centers at +0.5, the
 // camera block is {R row-major (9), t (3), fx, fy, cx, cy} of a camera-to-world pose.
 // Plain CUDA (no torch headers) so that it compiles with nvcc alone; bindings.cpp wraps it.
@@ -48,10 +51,11 @@ struct Footprint {
   int x0, y0, nx, ny;
 };
 
-__device__ Footprint footprint(const SplatInputs& in, const SplatParams& p, int64_t tex) {
+__device__ Footprint footprint(const SplatInputs& in, const SplatParams& p, const float* __restrict__ cam,
+                               int64_t tex) {
   const int64_t W = p.grid_w, H = p.grid_h;
   const int64_t x = tex % W, y = (tex / W) % H, k = tex / (W * H);
-  const Projected c = project(in.points, tex, in.cam, p.z_near);
+  const Projected c = project(in.points, tex, cam, p.z_near);
   const float z_src = in.points[tex * 3 + 2];
   const int64_t lx = k * H * (W - 1) + y * (W - 1) + x;  // link_x (L, H, W-1)
   const int64_t ly = k * (H - 1) * W + y * W + x;        // link_y (L, H-1, W)
@@ -61,27 +65,27 @@ __device__ Footprint footprint(const SplatInputs& in, const SplatParams& p, int6
   const bool has_b = y < H - 1 && in.link_y[ly];
   float du_l = 0.f, du_r = 0.f, dv_t = 0.f, dv_b = 0.f, shear_u = 0.f, shear_v = 0.f;
   if (has_l) {
-    const Projected n = project(in.points, tex - 1, in.cam, p.z_near);
+    const Projected n = project(in.points, tex - 1, cam, p.z_near);
     du_l = fabsf(c.u - n.u);
     shear_v = fmaxf(shear_v, fabsf(c.v - n.v));
   }
   if (has_r) {
-    const Projected n = project(in.points, tex + 1, in.cam, p.z_near);
+    const Projected n = project(in.points, tex + 1, cam, p.z_near);
     du_r = fabsf(n.u - c.u);
     shear_v = fmaxf(shear_v, fabsf(n.v - c.v));
   }
   if (has_t) {
-    const Projected n = project(in.points, tex - W, in.cam, p.z_near);
+    const Projected n = project(in.points, tex - W, cam, p.z_near);
     dv_t = fabsf(c.v - n.v);
     shear_u = fmaxf(shear_u, fabsf(c.u - n.u));
   }
   if (has_b) {
-    const Projected n = project(in.points, tex + W, in.cam, p.z_near);
+    const Projected n = project(in.points, tex + W, cam, p.z_near);
     dv_b = fabsf(n.v - c.v);
     shear_u = fmaxf(shear_u, fabsf(n.u - c.u));
   }
   // output fx over the LDI's fx: the magnification of an isolated texel at equal depth
-  const float own = 0.5f * in.cam[12] / p.grid_focal * z_src / fmaxf(c.z, p.z_near);
+  const float own = 0.5f * cam[12] / p.grid_focal * z_src / fmaxf(c.z, p.z_near);
   Footprint f;
   f.u = c.u;
   f.v = c.v;
@@ -103,8 +107,10 @@ __device__ Footprint footprint(const SplatInputs& in, const SplatParams& p, int6
 __global__ void zbuffer_kernel(SplatInputs in, SplatParams p, unsigned long long* __restrict__ zbuf) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.n_texels) return;
+  const int64_t frame = blockIdx.y;
+  zbuf += frame * p.out_w * p.out_h;
   const int64_t tex = in.texels[i];
-  const Footprint f = footprint(in, p, tex);
+  const Footprint f = footprint(in, p, in.cam + frame * 16, tex);
   // Positive float bits order like the floats: the integer minimum is the nearest texel,
   // ties broken by the lower id, whatever order the atomics land in.
   const unsigned long long key =
@@ -117,7 +123,10 @@ __global__ void resolve_kernel(SplatInputs in, SplatParams p, const unsigned lon
                                float* __restrict__ acc) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.n_texels) return;
-  const Footprint f = footprint(in, p, in.texels[i]);
+  const int64_t frame = blockIdx.y;
+  zbuf += frame * p.out_w * p.out_h;
+  acc += frame * p.out_w * p.out_h * 4;
+  const Footprint f = footprint(in, p, in.cam + frame * 16, in.texels[i]);
   const float r = in.colors[i * 3 + 0], g = in.colors[i * 3 + 1], b = in.colors[i * 3 + 2];
   const float inv_z = 1.0f / f.z;
   for (int j = 0; j < f.ny; ++j) {
@@ -131,10 +140,16 @@ __global__ void resolve_kernel(SplatInputs in, SplatParams p, const unsigned lon
       if (inv_z < 1.0f / z_win - p.tolerance) continue;
       const float dx = px + 0.5f - f.u;
       const float w = (1.0f - fabsf(dx) / ((dx < 0 ? f.left : f.right) + 0.5f)) * wy;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      // Hopper has a vector float4 atomicAdd (atomic per element): one global reduction
+      // instead of four. acc rows are 16 bytes and torch aligns allocations to 512.
+      atomicAdd(reinterpret_cast<float4*>(acc + pix * 4), make_float4(r * w, g * w, b * w, w));
+#else
       atomicAdd(acc + pix * 4 + 0, r * w);
       atomicAdd(acc + pix * 4 + 1, g * w);
       atomicAdd(acc + pix * 4 + 2, b * w);
       atomicAdd(acc + pix * 4 + 3, w);
+#endif
     }
   }
 }
@@ -143,9 +158,10 @@ __global__ void resolve_kernel(SplatInputs in, SplatParams p, const unsigned lon
 
 cudaError_t splat_accumulate(const SplatInputs& in, const SplatParams& p, unsigned long long* zbuf, float* acc,
                              cudaStream_t stream) {
-  if (p.n_texels == 0) return cudaSuccess;
+  if (p.n_texels == 0 || p.n_frames == 0) return cudaSuccess;
+  if (p.n_frames > 65535) return cudaErrorInvalidConfiguration;  // gridDim.y limit
   constexpr int kThreads = 256;
-  const unsigned blocks = static_cast<unsigned>((p.n_texels + kThreads - 1) / kThreads);
+  const dim3 blocks(static_cast<unsigned>((p.n_texels + kThreads - 1) / kThreads), static_cast<unsigned>(p.n_frames));
   zbuffer_kernel<<<blocks, kThreads, 0, stream>>>(in, p, zbuf);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;

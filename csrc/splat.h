@@ -12,11 +12,12 @@ struct SplatInputs {
   const uint8_t* link_y;  // (L, H-1, W) 1 where (y, x) and (y+1, x) are one surface
   const int64_t* texels;  // (N,) flat L*H*W ids of the valid texels
   const float* colors;    // (N, 3) their colors
-  const float* cam;       // (16,) R row-major, t, fx, fy, cx, cy
+  const float* cam;       // (F, 16) per frame: R row-major, t, fx, fy, cx, cy
 };
 
 struct SplatParams {
   int64_t n_texels;
+  int64_t n_frames;        // F: cameras, z-buffers and accumulators (at most 65535)
   int64_t grid_w, grid_h;  // the LDI grid
   int out_w, out_h;        // the output image
   float grid_focal;        // fx of the LDI grid
@@ -24,9 +25,9 @@ struct SplatParams {
   float z_near, margin, max_extent;
 };
 
-// Both passes on `stream`. zbuf: (out_h*out_w,) filled with INT64 max by the caller (the
-// reference's empty key; every real key is below it, signed or unsigned);
-// acc: (out_h*out_w, 4) zeros. Returns the first CUDA error, if any.
+// Both passes for F frames on `stream`, one launch each. zbuf: (F, out_h*out_w) filled with
+// INT64 max by the caller (the reference's empty key; every real key is below it, signed or
+// unsigned); acc: (F, out_h*out_w, 4) zeros. Returns the first CUDA error, if any.
 cudaError_t splat_accumulate(const SplatInputs& in, const SplatParams& p, unsigned long long* zbuf, float* acc,
                              cudaStream_t stream);
 

@@ -98,7 +98,7 @@ def _grow_kernel(values_in, known_in, mask_in, values_out, known_out, mask_out, 
     known = tl.load(known_in + offs, mask=inside, other=0) != 0
     tl.store(known_out + offs, (known | accept).to(tl.int8), mask=inside)
     tl.store(mask_out + offs, (was | accept).to(tl.int8), mask=inside)
-    tl.atomic_add(count_ptr, tl.sum(accept.to(tl.int32), axis=0))
+    tl.atomic_add(count_ptr, tl.sum(accept.to(tl.int32), axis=0), sem="relaxed")
 
 
 def seeds(depth: torch.Tensor, edge_disparity: float) -> torch.Tensor:

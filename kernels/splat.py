@@ -14,6 +14,13 @@ same math, in two passes over the texels instead of ~60 tensor passes:
 Normalisation is shared with the reference (``reference.finish``); holes are filled by the
 Triton twin of its fill (``kernels/fill.py``).
 
+Batching: ``render_frames`` renders F cameras with one launch of each kernel (the launch
+grid's second axis is the frame, each frame with its own camera block, z-buffer and
+accumulator). Per frame the work and bytes are unchanged; what batching saves is the
+fixed cost of a frame: a dozen-odd launches (buffer fills, both passes, normalisation, the three
+fill passes) and the two host synchronisations of the single-frame path (its "any hole?"
+and "any orphan?" checks), which leave the GPU idle while the host queues the next frame.
+
 Bytes per frame, both passes (T texels, P covered (pixel, texel) pairs, N output pixels):
 each pass reads 5 points (60 B, neighbours mostly from cache: ~12 B from DRAM) + 4 link
 bytes + the texel id (8 B); pass 1 does P int64 atomics (16 B each), pass 2 reads P
@@ -38,13 +45,17 @@ from photo3d_fast.render.reference import (
     RESOLVE_SHARE,
     Z_NEAR,
     SurfaceGrid,
+    cameras,
     finish,
+    finish_frames,
     prepare,
 )
 
-__all__ = ["prepare", "render_frame"]
+__all__ = ["prepare", "render_frame", "render_frames", "accumulate", "accumulate_frames"]
 
 BLOCK = 128
+#: CUDA caps a launch grid's second axis (the frame) at 65535.
+MAX_FRAMES_PER_LAUNCH = 65535
 # Module-level constexprs: @triton.jit helpers see these, not their caller's parameters.
 Z_NEAR_C = tl.constexpr(Z_NEAR)
 MARGIN_C = tl.constexpr(FOOTPRINT_MARGIN)
@@ -129,6 +140,10 @@ def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out
 @triton.jit
 def _zbuffer_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, zbuf_ptr,
                     n_texels, H, W, OUT_W, OUT_H, grid_focal, BLOCK: tl.constexpr):
+    # axis 1 is the frame: one launch renders a batch, each frame its own camera and buffer
+    frame = tl.program_id(1).to(tl.int64)
+    cam_ptr += frame * 16
+    zbuf_ptr += frame * OUT_W * OUT_H
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n_texels
     tex = tl.load(texels_ptr + offs, mask=mask, other=0)
@@ -137,16 +152,23 @@ def _zbuffer_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, zbu
     # Positive float bits order like the floats, so the integer minimum is the nearest
     # texel, ties broken by the lower id, whatever order the atomics land in.
     key = (z.to(tl.int32, bitcast=True).to(tl.int64) << 32) | tex
+    # relaxed: nothing is read back within the pass (the launch boundary orders the passes),
+    # so the default acq_rel's fences would only slow every update; relaxed with an unused
+    # result compiles to a fire-and-forget `red` (tests/test_kernels_aot.py checks the PTX)
     for j in range(0, tl.max(ny, axis=0)):
         for i in range(0, tl.max(nx, axis=0)):
             hit = (i < nx) & (j < ny)
             pix = (y0 + j).to(tl.int64) * OUT_W + (x0 + i)
-            tl.atomic_min(zbuf_ptr + pix, key, mask=hit)
+            tl.atomic_min(zbuf_ptr + pix, key, mask=hit, sem="relaxed")
 
 
 @triton.jit
 def _resolve_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, colors_ptr, zbuf_ptr,
                     acc_ptr, n_texels, H, W, OUT_W, OUT_H, grid_focal, tolerance, BLOCK: tl.constexpr):
+    frame = tl.program_id(1).to(tl.int64)
+    cam_ptr += frame * 16
+    zbuf_ptr += frame * OUT_W * OUT_H
+    acc_ptr += frame * OUT_W * OUT_H * 4
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n_texels
     tex = tl.load(texels_ptr + offs, mask=mask, other=0)
@@ -170,36 +192,46 @@ def _resolve_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, col
             wx = 1.0 - tl.abs(dx) / (tl.where(dx < 0, left, right) + 0.5)
             wy = 1.0 - tl.abs(dy) / (tl.where(dy < 0, up, down) + 0.5)
             w = wx * wy
-            tl.atomic_add(acc_ptr + pix * 4 + 0, r * w, mask=keep)
-            tl.atomic_add(acc_ptr + pix * 4 + 1, g * w, mask=keep)
-            tl.atomic_add(acc_ptr + pix * 4 + 2, b * w, mask=keep)
-            tl.atomic_add(acc_ptr + pix * 4 + 3, w, mask=keep)
+            tl.atomic_add(acc_ptr + pix * 4 + 0, r * w, mask=keep, sem="relaxed")
+            tl.atomic_add(acc_ptr + pix * 4 + 1, g * w, mask=keep, sem="relaxed")
+            tl.atomic_add(acc_ptr + pix * 4 + 2, b * w, mask=keep, sem="relaxed")
+            tl.atomic_add(acc_ptr + pix * 4 + 3, w, mask=keep, sem="relaxed")
 
 
-def _camera(c2w: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """(16,) float32 on the device: R row-major, t, fx, fy, cx, cy."""
-    return torch.cat([c2w[:3, :3].reshape(-1), c2w[:3, 3], K[0, 0:1], K[1, 1:2], K[0, 2:3], K[1, 2:3]]).float().contiguous()
+def accumulate_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
+                      size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both passes for F frames in two launches: (acc (F, W*H, 4) float32, zbuf (F, W*H) int64).
 
-
-def accumulate(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both passes: (acc (W*H, 4) float32, zbuf (W*H,) int64), as reference.render_frame builds them."""
+    c2ws: (F, 4, 4), Ks: (F, 3, 3), on the grid's device; size: (W, H) of every frame.
+    Frame f is ``accumulate(grid, c2ws[f], Ks[f], size)``: the same z-buffer bit for bit (the
+    launch grid only gains a frame axis), colors up to the order of float atomic adds.
+    """
     w, h = size
+    n_frames = c2ws.shape[0]
+    if n_frames > MAX_FRAMES_PER_LAUNCH:
+        raise ValueError(f"at most {MAX_FRAMES_PER_LAUNCH} frames per launch (the grid's second axis), got {n_frames}")
     L, H, W = grid.points.shape[:3]
     dev = grid.points.device
     points = grid.points.reshape(-1, 3).contiguous()
     link_x, link_y = grid.links_u8
-    cam = _camera(c2w, K)
+    cam = cameras(c2ws, Ks)
     n = grid.texels.numel()
-    zbuf = torch.full((w * h,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
-    acc = torch.zeros(w * h, 4, dtype=torch.float32, device=dev)
-    if n == 0:
+    zbuf = torch.full((n_frames, w * h), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
+    acc = torch.zeros(n_frames, w * h, 4, dtype=torch.float32, device=dev)
+    if n == 0 or n_frames == 0:
         return acc, zbuf
-    grid_size = (triton.cdiv(n, BLOCK),)
+    grid_size = (triton.cdiv(n, BLOCK), n_frames)
     _zbuffer_kernel[grid_size](points, link_x, link_y, cam, grid.texels, zbuf, n, H, W, w, h, grid.focal, BLOCK=BLOCK)
     colors = grid.colors.contiguous()
     _resolve_kernel[grid_size](points, link_x, link_y, cam, grid.texels, colors, zbuf, acc, n, H, W, w, h,
                                grid.focal, RESOLVE_SHARE * grid.edge_disparity, BLOCK=BLOCK)
     return acc, zbuf
+
+
+def accumulate(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both passes: (acc (W*H, 4) float32, zbuf (W*H,) int64), as reference.render_frame builds them."""
+    acc, zbuf = accumulate_frames(grid, c2w[None], K[None], size)
+    return acc[0], zbuf[0]
 
 
 def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,3 +240,13 @@ def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tu
 
     acc, zbuf = accumulate(grid, c2w, K, size)
     return finish(acc, zbuf, size, fill=fill_from_background)
+
+
+def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
+                  size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as reference.render_frames, F frames per launch of each kernel:
+    (F, H, W, 3) float32 color and (F, H, W) bool coverage."""
+    from photo3d_fast.kernels.fill import fill_frames
+
+    acc, zbuf = accumulate_frames(grid, c2ws, Ks, size)
+    return finish_frames(acc, zbuf, size, fill=fill_frames)

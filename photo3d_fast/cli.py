@@ -124,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     eng.add_argument("--kernels", default=RenderConfig.kernels, choices=("auto", "torch", "triton", "cuda"),
                      help="renderer implementation (default auto: the fastest available)")
     eng.add_argument("--device", default=RenderConfig.device, help="auto, cpu, cuda or cuda:N (default auto)")
+    eng.add_argument("--frames-per-launch", type=int, default=None, metavar="N",
+                     help="frames one kernel launch renders (default: by output size, up to 8 with the "
+                          "triton/cuda kernels, 1 with torch); same pixels, fewer launches and syncs")
     add_engine_options(eng)
     eng.add_argument("--upscale", default=EngineConfig.upscale, choices=UPSCALE_CHOICES,
                      help="super-resolution when the output needs more pixels than the photo has: "
@@ -213,6 +216,7 @@ def _render(args: argparse.Namespace) -> None:
         overscan=args.overscan,
         kernels=args.kernels,
         device=args.device,
+        frames_per_launch=args.frames_per_launch,
         runtime=args.runtime,
         precision=args.precision,
         weights=args.weights,

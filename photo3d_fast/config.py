@@ -92,6 +92,8 @@ class RenderConfig:
     layers: LDI layers (1 = no back layer; 2 is the default; more peel nested occlusions).
     kernels: "auto" | "torch" | "triton" | "cuda"; auto picks the fastest available.
     device: "auto" | "cpu" | "cuda" | "cuda:N".
+    frames_per_launch: frames one kernel launch renders; None picks by output size
+        (``render.auto_frames_per_launch``: up to 8 with the fast kernels, 1 with torch).
     overscan: zoom in just enough (at most 25%) that the camera motion never reveals the
         photo's border, where nothing but a filled guess could be shown.
     """
@@ -101,12 +103,15 @@ class RenderConfig:
     kernels: str = "auto"
     device: str = "auto"
     overscan: bool = True
+    frames_per_launch: int | None = None
 
     def __post_init__(self) -> None:
         from .errors import Photo3DError
 
         if not (1 <= self.layers <= 8):
             raise Photo3DError(f"--layers {self.layers} must be between 1 and 8")
+        if self.frames_per_launch is not None and not (1 <= self.frames_per_launch <= 65535):
+            raise Photo3DError(f"--frames-per-launch {self.frames_per_launch} must be between 1 and 65535")
         if self.size is not None:
             w, h = self.size
             if not (16 <= w <= 16384 and 16 <= h <= 16384):

@@ -266,7 +266,7 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     band, edge = ldi_params_for_motion(plan.K, plan.depth, path.max_translation(), work)
     ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
                     device=device, kernels=opts.render.kernels)
-    renderer = Renderer(ldi, opts.render.kernels)
+    renderer = Renderer(ldi, opts.render.kernels, opts.render.frames_per_launch)
     K_out = plan.K_out
     _info(
         quiet,
@@ -274,7 +274,9 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
         + (f" (each frame upscaled to {upscale_frames.out_size[0]}x{upscale_frames.out_size[1]} "
            f"with {upscale_frames.spec.name})" if upscale_frames else "")
         + f", {len(path)} frames at "
-        f"{opts.path.fps:g} fps; {prepared.notes}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}; "
+        f"{opts.path.fps:g} fps; {prepared.notes}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
+        + (f" ({renderer.batch_size(out_size)} frames per launch)" if renderer.batch_size(out_size) > 1 else "")
+        + "; "
         f"LDI in {time.perf_counter() - t0:.1f} s",
     )
     from tqdm import tqdm

@@ -101,6 +101,14 @@ def fill_from_background(values: torch.Tensor, covered: torch.Tensor, depth: tor
     return out
 
 
+def fill_frames(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """``fill_from_background`` of F frames: values (F, C, H, W), covered (F, H, W) bool,
+    depth (F, H, W). Returns (F, C, H, W). The reference of the batched Triton fill: one
+    frame after another."""
+    return torch.stack([fill_from_background(v, c, d) for v, c, d in zip(values, covered, depth)]) if len(values) \
+        else values.clone()
+
+
 def push_pull_fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """NumPy convenience: (H, W) float map with a (H, W) bool mask of valid pixels."""
     v = torch.from_numpy(np.ascontiguousarray(values, np.float32))[None]

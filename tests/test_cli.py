@@ -262,3 +262,13 @@ def test_cuda_asked_without_gpu(tmp_path, capsys):
 
 def test_no_image_given(tmp_path, capsys):
     _user_error(["render", "-o", tmp_path / "c.mp4"], capsys, tmp_path, "no image given")
+
+
+def test_frames_per_launch(tmp_path, capsys):
+    photo = _photo(tmp_path / "p.png")
+    _user_error(["render", photo, "-o", tmp_path / "c.mp4", "--frames-per-launch", "0", *FAST], capsys, tmp_path,
+                "between 1 and 65535")
+    out = tmp_path / "c.mp4"
+    code, err = _run(["render", photo, "-o", out, "--frames-per-launch", "2", "--kernels", "torch", *FAST], capsys)
+    assert code == 0, err
+    assert _decode(out).shape[0] == 3

@@ -115,3 +115,47 @@ def test_rejects_bad_inputs(fill):
         fill.fill_from_background(values, covered, depth[:4])
     with pytest.raises(ValueError, match="values must be"):
         fill.fill_from_background(values.double(), covered, depth)
+
+
+def _batch(shape, densities, seed):
+    frames = [_inputs(shape, d, seed=seed + i) for i, d in enumerate(densities)]
+    return tuple(torch.stack(parts) for parts in zip(*frames))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (17, 33), (40, 300)])
+def test_batched_nearest_covered_matches_per_frame(fill, shape):
+    """Frames of a batch are independent: no scan carries from one frame into the next."""
+    _, covered, _ = _batch(shape, DENSITIES, seed=5)
+    out = torch.full((4, len(DENSITIES), *shape), -7, dtype=torch.int32)
+    idx = fill.nearest_covered(covered, out=out)
+    for f in range(len(DENSITIES)):
+        for k, (dim, forward) in enumerate(SIDES):
+            torch.testing.assert_close(idx[k, f].long(), pushpull._nearest_covered(covered[f], dim, forward),
+                                       rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (17, 33), (40, 300)])
+def test_fill_frames_matches_reference(fill, shape):
+    """Every density in one batch (all covered, none, a single pixel, sparse, dense) plus an
+    orphan-heavy frame, against the torch reference frame by frame; tolerances as above."""
+    values, covered, depth = _batch(shape, DENSITIES, seed=shape[0] + shape[1])
+    if shape[0] > 4 and shape[1] > 8:  # a frame whose holes mostly need the push-pull fallback
+        covered[3] = False
+        covered[3, 2:4, 3:7] = True
+    ref = pushpull.fill_frames(values, covered, depth)
+    out = torch.full_like(values, float("nan"))
+    fast = fill.fill_frames(values, covered, depth, out=out)
+    assert fast is out and torch.isfinite(fast).all()
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-5)
+    keep = covered[:, None].expand_as(values)
+    torch.testing.assert_close(fast[keep], values[keep], rtol=0, atol=0)
+    torch.testing.assert_close(fast[1], values[1], rtol=0, atol=0)  # nothing covered: unchanged
+
+
+def test_fill_frames_rejects_bad_inputs(fill):
+    values, covered, depth = _batch((5, 6), [0.5, 0.5], seed=2)
+    with pytest.raises(ValueError, match=r"values must be a \(F, C, H, W\)"):
+        fill.fill_frames(values[0], covered, depth)
+    with pytest.raises(ValueError, match="covered must be"):
+        fill.fill_frames(values, covered[:1], depth)
+    assert fill.fill_frames(values[:0], covered[:0], depth[:0]).shape == (0, 3, 5, 6)

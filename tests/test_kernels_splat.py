@@ -123,6 +123,90 @@ def test_renderer_dispatch_uses_triton():
     assert np.array_equal(fast[0], image)
 
 
+def _batch_poses(size, K, device="cpu"):
+    """Five cameras of one batch, each with its own pose and zoom."""
+    from photo3d_fast.scene import zoom_intrinsics
+
+    poses = [_pose(), _pose(0.08, -0.03), _pose(tz=0.3), _pose(0.05, yaw=5.0), _pose(-0.06, 0.02, -0.1)]
+    Ks = [zoom_intrinsics(K, z, size) for z in (1.0, 1.0, 1.2, 1.1, 0.9)]
+    return (torch.stack(poses).to(device), torch.tensor(np.stack(Ks), dtype=torch.float32, device=device))
+
+
+def _check_batch(impl, grid, c2ws, Ks, size):
+    """A batch equals its frames rendered one by one: z-buffers bit for bit, colors to 1e-5
+    (float atomic adds may land in another order on a GPU); and each frame matches the
+    reference as _compare does."""
+    w, h = size
+    acc, buf = impl.accumulate_frames(grid, c2ws, Ks, size)
+    assert acc.shape == (len(c2ws), w * h, 4) and buf.shape == (len(c2ws), w * h)
+    for f in range(len(c2ws)):
+        acc1, buf1 = impl.accumulate_frames(grid, c2ws[f : f + 1], Ks[f : f + 1], size)
+        assert torch.equal(buf[f], buf1[0])
+        torch.testing.assert_close(acc[f], acc1[0], rtol=0, atol=1e-5)
+    color, covered = impl.render_frames(grid, c2ws, Ks, size)
+    assert color.shape == (len(c2ws), h, w, 3) and covered.shape == (len(c2ws), h, w)
+    ref_color, ref_covered = ref.render_frames(grid, c2ws, Ks, size)
+    for f in range(len(c2ws)):
+        rbuf = _compare(grid, c2ws[f], Ks[f], size)[1]
+        same = (buf[f] == rbuf).reshape(h, w) & covered[f] & ref_covered[f]
+        torch.testing.assert_close(color[f][same], ref_color[f][same], rtol=0, atol=1e-5)
+        if torch.equal(buf[f], rbuf):  # same winners everywhere: the filled holes agree too
+            torch.testing.assert_close(color[f], ref_color[f], rtol=0, atol=1e-4)
+
+
+@interpreted
+@pytest.mark.parametrize("size", [(1, 1), (19, 11)])
+@pytest.mark.parametrize("kind", ["mixed", "extreme"])
+def test_batched_frames_match_single_frames_and_reference(size, kind):
+    from photo3d_fast.kernels import splat
+
+    w, h = size
+    image, depth = _scene(w, h, kind, seed=w + 5 * h)
+    K = intrinsics_from_fov(w, h, 55)
+    grid = ref.prepare(build_ldi(image, depth, K, layers=2, band=4))
+    _check_batch(splat, grid, *_batch_poses(size, K), size)
+
+
+@interpreted
+def test_renderer_batches_triton_launches():
+    """The Renderer's batched path (3 frames per launch, a last batch of 2) yields what one
+    frame per launch does: uint8 frames equal to within one level (colors differ by float
+    rounding only)."""
+    from photo3d_fast.paths import CameraPath
+    from photo3d_fast.render import Renderer
+
+    w, h = 20, 14
+    image, depth = _scene(w, h, "mixed", seed=8)
+    K = intrinsics_from_fov(w, h, 55)
+    ldi = build_ldi(image, depth, K, kernels="torch")
+    path = CameraPath(np.stack([_pose(0.02 * i, yaw=i).numpy() for i in range(5)]), np.linspace(1.0, 1.15, 5))
+    one = list(Renderer(ldi, "triton", frames_per_launch=1).render_path(path, K, (w, h)))
+    three = list(Renderer(ldi, "triton", frames_per_launch=3).render_path(path, K, (w, h)))
+    assert len(three) == 5
+    for a, b in zip(one, three):
+        assert (a.int() - b.int()).abs().max() <= 1
+
+
+@interpreted
+def test_batched_frames_edge_cases():
+    from photo3d_fast.kernels import splat
+
+    w, h = 9, 7
+    image, depth = _scene(w, h, "mixed", seed=4)
+    K = intrinsics_from_fov(w, h, 55)
+    grid = ref.prepare(build_ldi(image, depth, K))
+    c2ws, Ks = _batch_poses((w, h), K)
+    # no frames
+    color, covered = splat.render_frames(grid, c2ws[:0], Ks[:0], (w, h))
+    assert color.shape == (0, h, w, 3) and covered.shape == (0, h, w)
+    # a camera that sees nothing (everything behind it) beside one that sees everything
+    behind = _pose(yaw=180.0)
+    color, covered = splat.render_frames(grid, torch.stack([behind, c2ws[0]]), Ks[:2], (w, h))
+    assert not covered[0].any() and covered[1].all()
+    assert torch.equal(color[0], torch.zeros_like(color[0]))
+    torch.testing.assert_close(color[1], ref.render_frame(grid, c2ws[0], Ks[0], (w, h))[0], rtol=0, atol=1e-5)
+
+
 @pytest.mark.skipif(INTERPRETED or not torch.cuda.is_available(),
                     reason="needs a CUDA GPU and TRITON_INTERPRET=0 (compiled kernels)")
 @pytest.mark.parametrize("size", [(33, 17), (640, 360), (1920, 1080)])
@@ -134,3 +218,16 @@ def test_triton_on_gpu_matches_reference(size):
     Kt = torch.tensor(K, dtype=torch.float32, device="cuda")
     for c2w in (_pose(), _pose(0.08, -0.03), _pose(tz=0.3), _pose(0.05, yaw=5.0)):
         _compare(grid, c2w.cuda(), Kt, size)
+
+
+@pytest.mark.skipif(INTERPRETED or not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU and TRITON_INTERPRET=0 (compiled kernels)")
+@pytest.mark.parametrize("size", [(33, 17), (1920, 1080)])
+def test_triton_batched_on_gpu(size):
+    from photo3d_fast.kernels import splat
+
+    w, h = size
+    image, depth = _scene(w, h, "mixed", seed=w + 1)
+    K = intrinsics_from_fov(w, h, 55)
+    grid = ref.prepare(build_ldi(image, depth, K, layers=2, band=8, device="cuda", kernels="torch"))
+    _check_batch(splat, grid, *_batch_poses(size, K, "cuda"), size)

@@ -256,3 +256,48 @@ def test_render_views_output_size_and_determinism():
     b = render_views(image, depth, K, poses, size=(64, 36))
     assert a.shape == (2, 36, 64, 3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_auto_frames_per_launch():
+    from photo3d_fast.render import auto_frames_per_launch
+
+    assert auto_frames_per_launch("torch", (1920, 1080)) == 1
+    assert auto_frames_per_launch("triton", (1280, 720)) == 8
+    assert auto_frames_per_launch("cuda", (1920, 1080)) == 4
+    assert auto_frames_per_launch("cuda", (3840, 2160)) == 1
+    assert auto_frames_per_launch("triton", (7680, 4320)) == 1  # never 0, however large
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_render_path_in_batches_equals_frame_by_frame(n):
+    """A batched path yields the same frames, in order, as one frame per launch, including
+    a last batch that is not full."""
+    from photo3d_fast.paths import CameraPath
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    depth = rng.uniform(2, 4, (24, 32)).astype(np.float32)
+    depth[6:18, 8:16] = 1.0
+    K = intrinsics_from_fov(32, 24, 55)
+    ldi = build_ldi(image, depth, K)
+    path = CameraPath(np.stack([_pose(0.02 * i, -0.01 * i) for i in range(5)]), np.linspace(1.0, 1.2, 5))
+    one = [f.clone() for f in Renderer(ldi, "torch", frames_per_launch=1).render_path(path, K, (32, 24))]
+    batched = Renderer(ldi, "torch", frames_per_launch=n)
+    assert batched.batch_size((32, 24)) == n
+    many = list(batched.render_path(path, K, (32, 24)))
+    assert len(many) == len(one) == 5
+    for a, b in zip(one, many):
+        assert a.shape == (24, 32, 3) and a.dtype == torch.uint8
+        assert torch.equal(a, b)
+
+
+def test_frames_per_launch_is_checked():
+    rng = np.random.default_rng(0)
+    ldi = build_ldi(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), np.ones((8, 8), np.float32),
+                    intrinsics_from_fov(8, 8, 55))
+    with pytest.raises(Photo3DError, match="frames-per-launch"):
+        Renderer(ldi, "torch", frames_per_launch=0)
+    from photo3d_fast.config import RenderConfig
+
+    with pytest.raises(Photo3DError, match="frames-per-launch"):
+        RenderConfig(frames_per_launch=70000)

@@ -173,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    """[1, 8] from "1,8"; Photo3DError naming ``option`` for anything but positive integers."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise Photo3DError(f"{option} {text!r}: give positive integers separated by commas, e.g. 1,8")
+    return values
+
+
 def render_main(argv: list[str] | None = None) -> int:
     """``python bench/render.py``: per-frame renderer timing and its distance from the memory floor."""
     ap = argparse.ArgumentParser(prog="bench/render.py", description="Per-frame renderer benchmark: ms per frame, "
@@ -181,23 +192,27 @@ def render_main(argv: list[str] | None = None) -> int:
                     + " or WxH (default: 540p,720p on CPU; 720p,1080p,4k on GPU)")
     ap.add_argument("--kernels", default="torch", help="comma list of implementations (torch, triton, cuda)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--frames-per-launch", default=None, metavar="N[,N...]",
+                    help="batch sizes to time: comma list (default 1 on CPU, 1,8 on GPU); a batch of N "
+                         "renders N frames per launch and its row gives the time per frame")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     try:
         device = resolve_device(args.device)
         sizes = args.sizes or ("720p,1080p,4k" if device.type == "cuda" else "540p,720p")
+        batches = _int_list(args.frames_per_launch or ("1,8" if device.type == "cuda" else "1"), "--frames-per-launch")
         env = environment(device)
         copy = copy_bandwidth(device)
-        rows = [stages.bench_render(k, stages.parse_size(s)[1], device, args.reps, copy)[0]
-                for k in args.kernels.split(",") for s in sizes.split(",")]
+        rows = [stages.bench_render(k, stages.parse_size(s)[1], device, args.reps, copy, frames_per_launch=b)[0]
+                for k in args.kernels.split(",") for s in sizes.split(",") for b in batches]
     except Photo3DError as e:
         print(f"photo3d: error: {e}", file=sys.stderr)
         return 2
     print(f"device: {env['device']}; torch {env['torch']}; commit {env['commit']}; copy bandwidth {copy:.1f} GB/s")
-    print(f"{'impl':<8}{'size':>11}{'texels':>11}{'median ms':>11}{'p90 ms':>9}{'fps':>9}{'GB/s':>8}{'of copy':>9}")
+    print(f"{'impl':<11}{'size':>11}{'texels':>11}{'median ms':>11}{'p90 ms':>9}{'fps':>9}{'GB/s':>8}{'of copy':>9}")
     for r in rows:
-        print(f"{r['impl']:<8}{r['size']:>11}{r['texels']:>11}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}"
+        print(f"{r['impl']:<11}{r['size']:>11}{r['texels']:>11}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}"
               f"{r['throughput']:>9.1f}{r['gbps']:>8.2f}{r['of_copy']:>9.1%}")
     if args.json:
         import json

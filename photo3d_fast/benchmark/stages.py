@@ -180,24 +180,38 @@ def render_impls(device: torch.device) -> tuple[list[str], list[str]]:
 
 
 def bench_render(impl_name: str, size: tuple[int, int], device: torch.device, reps: int,
-                 copy_gbps: float | None, keep_frames: int = 0) -> tuple[dict, list[np.ndarray]]:
+                 copy_gbps: float | None, keep_frames: int = 0,
+                 frames_per_launch: int = 1) -> tuple[dict, list[np.ndarray]]:
     """Per-frame render (splat + resolve + fill, on the device, no encode) of the synthetic
     scene along a swing path, CUDA events on GPU. Returns the row and up to ``keep_frames``
-    rendered frames (host uint8), which the encode stage reuses."""
+    rendered frames (host uint8), which the encode stage reuses.
+
+    frames_per_launch > 1 times ``render_frames`` on batches of that many consecutive poses
+    and reports the time per frame (the row's impl reads e.g. "triton x8")."""
     w, h = size
     warmup = 3
+    n = max(1, frames_per_launch)
+    # one scene and path whatever the batch size, so rows of different batch sizes compare
     image, depth, K, path, kw = _scene_setup(size, reps + warmup)
     ldi = build_ldi(image, depth, K, layers=2, device=device, **kw)
     _, impl = select_kernels(impl_name, device)
     grid = impl.prepare(ldi)
     Kt = torch.tensor(K, dtype=torch.float32, device=device)
-    poses = [torch.tensor(p, dtype=torch.float32, device=device) for p in path.poses]
-    times = measure(impl.render_frame, device, reps=reps, warmup=warmup,
-                    args=lambda i: (grid, poses[i % len(poses)], Kt, size))
+    poses = torch.tensor(np.asarray(path.poses), dtype=torch.float32, device=device)
+    if n == 1:
+        times = measure(impl.render_frame, device, reps=reps, warmup=warmup,
+                        args=lambda i: (grid, poses[i % len(poses)], Kt, size))
+    else:
+        Ks = Kt.expand(n, 3, 3).contiguous()
+        batches = [poses[torch.arange(i * n, (i + 1) * n, device=device) % len(poses)] for i in range(reps + warmup)]
+        batch = measure(impl.render_frames, device, reps=reps, warmup=warmup,
+                        args=lambda i: (grid, batches[i], Ks, size))
+        times = [t / n for t in batch]
     texels = int(ldi.valid.sum())
     floor = FLOOR_BYTES_PER_TEXEL * texels + FLOOR_BYTES_PER_PIXEL * w * h
-    r = row("render", impl_name, size, times, 1.0, "fps", floor, copy_gbps, note=f"{texels:,} texels")
-    r["texels"], r["floor_bytes"] = texels, floor
+    label = impl_name if n == 1 else f"{impl_name} x{n}"
+    r = row("render", label, size, times, 1.0, "fps", floor, copy_gbps, note=f"{texels:,} texels")
+    r["texels"], r["floor_bytes"], r["frames_per_launch"] = texels, floor, n
     frames = []
     for pose in poses[:keep_frames]:
         color, _ = impl.render_frame(grid, pose, Kt, size)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import Photo3DError
-from .reference import FOOTPRINT_MARGIN, MAX_HALF_EXTENT, RESOLVE_SHARE, Z_NEAR, SurfaceGrid, finish, prepare
+from .reference import (FOOTPRINT_MARGIN, MAX_HALF_EXTENT, RESOLVE_SHARE, Z_NEAR, SurfaceGrid, cameras,
+                        finish, finish_frames, prepare)
 
-__all__ = ["prepare", "render_frame", "load"]
+__all__ = ["prepare", "render_frame", "render_frames", "accumulate_frames", "load"]
 
 
 def load():
@@ -27,20 +28,42 @@ def load():
     return _C
 
 
-def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as reference.render_frame; grid, c2w and K on a CUDA device."""
+def accumulate_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
+                      size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both passes for F frames, one launch each: (acc (F, W*H, 4) float32, zbuf (F, W*H) int64).
+
+    c2ws: (F, 4, 4), Ks: (F, 3, 3), grid: all on one CUDA device; size: (W, H).
+    """
     w, h = size
-    cam = torch.cat([c2w[:3, :3].reshape(-1), c2w[:3, 3], K[0, 0:1], K[1, 1:2], K[0, 2:3], K[1, 2:3]]).float().contiguous()
+    cam = cameras(c2ws, Ks)
     link_x, link_y = grid.links_u8
-    acc, zbuf = load().splat_accumulate(
+    return load().splat_accumulate(
         grid.points.contiguous(), link_x, link_y,
         grid.texels.contiguous(), grid.colors.contiguous(), cam, w, h, grid.focal,
         RESOLVE_SHARE * grid.edge_disparity, Z_NEAR, FOOTPRINT_MARGIN, MAX_HALF_EXTENT,
     )
+
+
+def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as reference.render_frame; grid, c2w and K on a CUDA device."""
+    acc, zbuf = accumulate_frames(grid, c2w[None], K[None], size)
     from ..kernels import triton_status
 
     if triton_status()[0]:
         from ..kernels.fill import fill_from_background
 
-        return finish(acc, zbuf, size, fill=fill_from_background)
-    return finish(acc, zbuf, size)
+        return finish(acc[0], zbuf[0], size, fill=fill_from_background)
+    return finish(acc[0], zbuf[0], size)
+
+
+def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
+                  size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as reference.render_frames; F frames per launch of each kernel."""
+    acc, zbuf = accumulate_frames(grid, c2ws, Ks, size)
+    from ..kernels import triton_status
+
+    if triton_status()[0]:
+        from ..kernels.fill import fill_frames
+
+        return finish_frames(acc, zbuf, size, fill=fill_frames)
+    return finish_frames(acc, zbuf, size)

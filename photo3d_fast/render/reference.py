@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ldi import LDI
-from ..pushpull import fill_from_background
+from ..pushpull import fill_from_background, fill_frames
 
 #: Footprints are enlarged by this factor so that rotated or sheared texel grids (whose
 #: projected boxes are not axis-aligned) still overlap and leave no cracks.
@@ -97,6 +97,13 @@ def prepare(ldi: LDI) -> SurfaceGrid:
     texels = torch.nonzero(ldi.valid.flatten()).squeeze(1)
     colors = ldi.color.reshape(-1, 3)[texels]
     return SurfaceGrid(points, link_x, link_y, texels, colors, ldi.edge_disparity, float(ldi.K[0, 0]))
+
+
+def cameras(c2ws: torch.Tensor, Ks: torch.Tensor) -> torch.Tensor:
+    """(F, 16) float32 camera blocks, as the Triton and CUDA kernels read them: R row-major
+    (9), t (3), fx, fy, cx, cy. c2ws: (F, 4, 4) camera-to-world; Ks: (F, 3, 3) intrinsics."""
+    return torch.cat([c2ws[:, :3, :3].reshape(-1, 9), c2ws[:, :3, 3], Ks[:, 0, 0:1], Ks[:, 1, 1:2],
+                      Ks[:, 0, 2:3], Ks[:, 1, 2:3]], 1).float().contiguous()
 
 
 def project(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -212,6 +219,24 @@ def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], fill=fil
     return color.permute(1, 2, 0).clamp(0.0, 1.0), covered.reshape(h, w)
 
 
+def finish_frames(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int],
+                  fill=fill_frames) -> tuple[torch.Tensor, torch.Tensor]:
+    """``finish`` of F frames at once: acc (F, H*W, 4), buf (F, H*W) int64; fill takes
+    (F, C, H, W) values and (F, H, W) coverage and depth (``pushpull.fill_frames`` or its
+    Triton twin). Returns (F, H, W, 3) float32 in [0, 1] and (F, H, W) bool coverage.
+
+    Unlike ``finish`` it never asks the device whether a frame has holes: the fill runs on
+    every frame (it keeps covered pixels as they are), so a batch costs no host sync here.
+    """
+    w, h = size
+    n = acc.shape[0]
+    covered = acc[..., 3] > 0
+    color = (acc[..., :3] / acc[..., 3:].clamp_min(1e-12)).transpose(1, 2).reshape(n, 3, h, w)
+    z_pix = (buf >> 32).to(torch.int32).view(torch.float32)
+    color = fill(color, covered.reshape(n, h, w), z_pix.reshape(n, h, w))
+    return color.permute(0, 2, 3, 1).clamp(0.0, 1.0), covered.reshape(n, h, w)
+
+
 def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """One frame: (H, W, 3) float32 color in [0, 1] and (H, W) bool coverage (False = filled hole).
 
@@ -226,3 +251,18 @@ def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tu
     acc = torch.zeros(w * h, 4, device=z.device)
     acc.index_add_(0, pix, torch.cat([grid.colors[tex], torch.ones_like(weight)[:, None]], 1) * weight[:, None])
     return finish(acc, buf, size)
+
+
+def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
+                  size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """F frames: (F, H, W, 3) float32 color and (F, H, W) bool coverage.
+
+    c2ws: (F, 4, 4), Ks: (F, 3, 3) float32; size: (W, H). The definition the batched
+    kernels must match: ``render_frame`` of each camera, one after another.
+    """
+    w, h = size
+    if len(c2ws) == 0:
+        return (torch.zeros(0, h, w, 3, device=grid.points.device),
+                torch.zeros(0, h, w, dtype=torch.bool, device=grid.points.device))
+    frames = [render_frame(grid, c2w, K, size) for c2w, K in zip(c2ws, Ks)]
+    return torch.stack([c for c, _ in frames]), torch.stack([m for _, m in frames])
