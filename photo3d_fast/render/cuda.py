@@ -10,7 +10,7 @@ import torch
 
 from ..errors import Photo3DError
 from .reference import (FOOTPRINT_MARGIN, MAX_HALF_EXTENT, RESOLVE_SHARE, Z_NEAR, SurfaceGrid, cameras,
-                        finish, finish_frames, prepare)
+                        finish_frames, prepare)
 
 __all__ = ["prepare", "render_frame", "render_frames", "accumulate_frames", "load"]
 
@@ -45,15 +45,10 @@ def accumulate_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
 
 
 def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as reference.render_frame; grid, c2w and K on a CUDA device."""
-    acc, zbuf = accumulate_frames(grid, c2w[None], K[None], size)
-    from ..kernels import triton_status
-
-    if triton_status()[0]:
-        from ..kernels.fill import fill_from_background
-
-        return finish(acc[0], zbuf[0], size, fill=fill_from_background)
-    return finish(acc[0], zbuf[0], size)
+    """Same contract as reference.render_frame; grid, c2w and K on a CUDA device. A batch
+    of one (see kernels/splat.py's render_frame for why)."""
+    color, covered = render_frames(grid, c2w[None], K[None], size)
+    return color[0], covered[0]
 
 
 def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Everything the kernels and engines need checked and timed on an NVIDIA GPU, in one run:
+#
+#   bash bench/gpu_session.sh [OUTDIR]        (default: $OUT, else bench/out-gpu)
+#
+# 1. builds photo3d_fast._C from csrc/ (PHOTO3D_BUILD_CUDA=1: fails loudly if it cannot);
+# 2. correctness first: the compiled Triton kernels and the CUDA C++ extension against the
+#    torch references on CUDA tensors (the *_on_gpu / test_cuda_* tests; nothing skipped
+#    that a GPU should run: a skip is reported as a failure here);
+# 3. the kernels' resource report (registers, spills) for this GPU's architecture;
+# 4. timings: bench/render.py for torch, triton and cuda at 720p/1080p/4K, 1 and 8 frames
+#    per launch, CUDA events, against the measured copy bandwidth; then bench/engines.py.
+# Every step's full output goes to OUTDIR; the tables are printed last. Run it from the
+# repository root in an environment with CUDA torch and nvcc. It changes no GPU setting.
+set -uo pipefail
+out="${1:-${OUT:-bench/out-gpu}}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 TRITON_DEFAULT_FP_FUSION=1
+status=0
+step() { echo "== $1"; }
+
+step "environment"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
+} 2>&1 | tee "$out/env.txt"
+
+step "build the CUDA extension"
+if ! PHOTO3D_BUILD_CUDA=1 python -m pip install -q --no-build-isolation --no-deps -e . >"$out/build.log" 2>&1; then
+    echo "build failed: see $out/build.log"; tail -20 "$out/build.log"; status=1
+fi
+
+step "correctness on the GPU"
+python -m pytest -q -rs tests/test_kernels_splat.py tests/test_kernels_fill.py tests/test_kernels_ldi.py \
+    tests/test_csrc.py tests/test_nv12.py tests/test_render.py 2>&1 | tee "$out/tests.log" | tail -15
+grep -qE "[0-9]+ (failed|errors?)\b" "$out/tests.log" && status=1
+# the GPU tests must run here, not skip (the interpreter-only tests skip by design)
+if grep -E "SKIPPED.*(needs a CUDA GPU|photo3d_fast._C)" "$out/tests.log"; then
+    echo "GPU tests skipped on a GPU machine"; status=1
+fi
+
+step "resource usage"
+arch=$(python -c "import torch; m, n = torch.cuda.get_device_capability(); print(m * 10 + n)")
+python -m photo3d_fast.kernels.aot --arch "$arch" 2>&1 | tee "$out/aot.txt" | tail -12
+
+step "render timings"
+python bench/render.py --kernels torch,triton,cuda --sizes 720p,1080p,4k --frames-per-launch 1,8 \
+    --json "$out/render.json" 2>&1 | tee "$out/render.txt"
+
+step "engine timings"
+python bench/engines.py --json "$out/engines.json" 2>&1 | tee "$out/engines.txt" | tail -25
+
+exit $status
