@@ -49,6 +49,14 @@ def _scene(w, h, kind, seed):
     return image, depth
 
 
+def _grid(size, kind, seed, **ldi_options):
+    """(surface grid of a two-layer LDI of _scene, K (3, 3) float64) for an output of ``size``."""
+    w, h = size
+    image, depth = _scene(w, h, kind, seed)
+    K = intrinsics_from_fov(w, h, 55)
+    return ref.prepare(build_ldi(image, depth, K, **ldi_options)), K
+
+
 def _compare(grid, c2w, K, size):
     from photo3d_fast.kernels import splat
 
@@ -77,9 +85,7 @@ def _compare(grid, c2w, K, size):
 @pytest.mark.parametrize("kind", ["mixed", "background", "foreground", "extreme"])
 def test_triton_matches_reference(size, kind):
     w, h = size
-    image, depth = _scene(w, h, kind, seed=w * 7 + h)
-    K = intrinsics_from_fov(w, h, 55)
-    grid = ref.prepare(build_ldi(image, depth, K, layers=2, band=4))
+    grid, K = _grid((w, h), kind, w * 7 + h, layers=2, band=4)
     Kt = torch.tensor(K, dtype=torch.float32)
     for c2w in (_pose(), _pose(0.08, -0.03), _pose(tz=0.3), _pose(0.05, yaw=5.0)):
         _compare(grid, c2w, Kt, size)
@@ -88,9 +94,7 @@ def test_triton_matches_reference(size, kind):
 @interpreted
 def test_identity_is_exact_and_layers_three():
     w, h = 40, 30
-    image, depth = _scene(w, h, "mixed", seed=1)
-    K = intrinsics_from_fov(w, h, 55)
-    grid = ref.prepare(build_ldi(image, depth, K, layers=3, band=5))
+    grid, K = _grid((w, h), "mixed", 1, layers=3, band=5)
     buf, rbuf = _compare(grid, _pose(), torch.tensor(K, dtype=torch.float32), (w, h))
     assert torch.equal(buf, rbuf)  # at the identity every texel lands on its own pixel center
     _compare(grid, _pose(-0.1, 0.05, 0.1, yaw=-3.0), torch.tensor(K, dtype=torch.float32), (w, h))
@@ -99,9 +103,7 @@ def test_identity_is_exact_and_layers_three():
 @interpreted
 def test_other_output_size_and_zoom():
     w, h = 32, 24
-    image, depth = _scene(w, h, "mixed", seed=2)
-    K = intrinsics_from_fov(w, h, 55)
-    grid = ref.prepare(build_ldi(image, depth, K))
+    grid, K = _grid((w, h), "mixed", 2)
     from photo3d_fast.scene import scale_intrinsics, zoom_intrinsics
 
     K_out = zoom_intrinsics(scale_intrinsics(K, (w, h), (50, 40)), 1.3, (50, 40))
@@ -161,9 +163,7 @@ def test_batched_frames_match_single_frames_and_reference(size, kind):
     from photo3d_fast.kernels import splat
 
     w, h = size
-    image, depth = _scene(w, h, kind, seed=w + 5 * h)
-    K = intrinsics_from_fov(w, h, 55)
-    grid = ref.prepare(build_ldi(image, depth, K, layers=2, band=4))
+    grid, K = _grid((w, h), kind, w + 5 * h, layers=2, band=4)
     _check_batch(splat, grid, *_batch_poses(size, K), size)
 
 
@@ -192,9 +192,7 @@ def test_batched_frames_edge_cases():
     from photo3d_fast.kernels import splat
 
     w, h = 9, 7
-    image, depth = _scene(w, h, "mixed", seed=4)
-    K = intrinsics_from_fov(w, h, 55)
-    grid = ref.prepare(build_ldi(image, depth, K))
+    grid, K = _grid((w, h), "mixed", 4)
     c2ws, Ks = _batch_poses((w, h), K)
     # no frames
     color, covered = splat.render_frames(grid, c2ws[:0], Ks[:0], (w, h))
@@ -212,9 +210,7 @@ def test_batched_frames_edge_cases():
 @pytest.mark.parametrize("size", [(33, 17), (640, 360), (1920, 1080)])
 def test_triton_on_gpu_matches_reference(size):
     w, h = size
-    image, depth = _scene(w, h, "mixed", seed=w)
-    K = intrinsics_from_fov(w, h, 55)
-    grid = ref.prepare(build_ldi(image, depth, K, layers=2, band=8, device="cuda", kernels="torch"))
+    grid, K = _grid((w, h), "mixed", w, layers=2, band=8, device="cuda", kernels="torch")
     Kt = torch.tensor(K, dtype=torch.float32, device="cuda")
     for c2w in (_pose(), _pose(0.08, -0.03), _pose(tz=0.3), _pose(0.05, yaw=5.0)):
         _compare(grid, c2w.cuda(), Kt, size)
@@ -227,7 +223,5 @@ def test_triton_batched_on_gpu(size):
     from photo3d_fast.kernels import splat
 
     w, h = size
-    image, depth = _scene(w, h, "mixed", seed=w + 1)
-    K = intrinsics_from_fov(w, h, 55)
-    grid = ref.prepare(build_ldi(image, depth, K, layers=2, band=8, device="cuda", kernels="torch"))
+    grid, K = _grid((w, h), "mixed", w + 1, layers=2, band=8, device="cuda", kernels="torch")
     _check_batch(splat, grid, *_batch_poses(size, K, "cuda"), size)
