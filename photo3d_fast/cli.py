@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     eng.add_argument("--device", default=RenderConfig.device, help="auto, cpu, cuda or cuda:N (default auto)")
     eng.add_argument("--frames-per-launch", type=int, default=None, metavar="N",
                      help="frames one kernel launch renders (default: by output size, up to 8 with the "
-                          "triton/cuda kernels, 1 with torch); same pixels, fewer launches and syncs")
+                          "triton/cuda kernels, 1 with torch); the same frames with fewer launches and syncs")
     add_engine_options(eng)
     eng.add_argument("--upscale", default=EngineConfig.upscale, choices=UPSCALE_CHOICES,
                      help="super-resolution when the output needs more pixels than the photo has: "
