@@ -19,6 +19,11 @@ export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 TRITON_DEFAULT_FP_FUSION=1
 status=0
 step() { echo "== $1"; }
 
+if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "bench/gpu_session.sh needs CUDA torch and an NVIDIA GPU; torch sees none here" >&2
+    exit 2
+fi
+
 step "environment"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
   python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
