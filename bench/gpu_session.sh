@@ -14,7 +14,6 @@
 # repository root in an environment with CUDA torch and nvcc. It changes no GPU setting.
 set -uo pipefail
 out="${1:-${OUT:-bench/out-gpu}}"
-mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 TRITON_DEFAULT_FP_FUSION=1
 status=0
 step() { echo "== $1"; }
@@ -23,6 +22,7 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 
     echo "bench/gpu_session.sh needs CUDA torch and an NVIDIA GPU; torch sees none here" >&2
     exit 2
 fi
+mkdir -p "$out"
 
 step "environment"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
