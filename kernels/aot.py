@@ -18,6 +18,7 @@ arguments divisible by 16 at launch; these builds assume no divisibility, the sl
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import subprocess
@@ -32,6 +33,7 @@ ARCHS = (80, 89, 90)
 _I32 = "i32"
 
 
+@functools.cache
 def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
     """name -> (JIT function, signature, constexprs), mirroring each launcher's arguments."""
     from . import fill, ldi, nv12, splat
@@ -73,8 +75,9 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
     }
 
 
-KERNELS = ("splat.zbuffer", "splat.resolve", "fill.nearest_rows", "fill.nearest_cols", "fill.blend",
-           "ldi.seeds", "ldi.grow", "nv12.uint8", "nv12.float")
+def kernel_names() -> list[str]:
+    """Every kernel ``compile_kernel`` knows, e.g. "splat.zbuffer"."""
+    return list(_specs())
 
 
 @dataclass
@@ -120,7 +123,7 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
 
 
 def compile_kernel(name: str, arch: int = 90) -> Compiled:
-    """Compile kernel ``name`` (one of KERNELS) for sm_{arch}; raises what Triton raises."""
+    """Compile kernel ``name`` (one of ``kernel_names()``) for sm_{arch}; raises what Triton raises."""
     _check_compiled_mode()
     import triton
     from triton.backends.compiler import GPUTarget
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Triton {triton.__version__}; registers per thread, local (spill) and stack bytes per thread, "
               f"static shared bytes per block")
         print(f"{'kernel':<19}{'sm':>4}{'regs':>6}{'local':>7}{'stack':>7}{'smem':>7}{'warps':>7}{'cubin':>8}")
-        for name in KERNELS:
+        for name in kernel_names():
             for arch in archs:
                 c = compile_kernel(name, arch)
                 print(f"{name:<19}{arch:>4}{c.registers:>6}{c.local_bytes:>7}{c.stack_bytes:>7}"

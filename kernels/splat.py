@@ -39,6 +39,8 @@ import torch
 import triton
 import triton.language as tl
 
+from photo3d_fast.config import MAX_FRAMES_PER_LAUNCH
+from photo3d_fast.kernels.fill import fill_frames
 from photo3d_fast.render.reference import (
     FOOTPRINT_MARGIN,
     MAX_HALF_EXTENT,
@@ -53,8 +55,6 @@ from photo3d_fast.render.reference import (
 __all__ = ["prepare", "render_frame", "render_frames", "accumulate", "accumulate_frames"]
 
 BLOCK = 128
-#: CUDA caps a launch grid's second axis (the frame) at 65535.
-MAX_FRAMES_PER_LAUNCH = 65535
 # Module-level constexprs: @triton.jit helpers see these, not their caller's parameters.
 Z_NEAR_C = tl.constexpr(Z_NEAR)
 MARGIN_C = tl.constexpr(FOOTPRINT_MARGIN)
@@ -249,7 +249,5 @@ def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
                   size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as reference.render_frames, F frames per launch of each kernel:
     (F, H, W, 3) float32 color and (F, H, W) bool coverage."""
-    from photo3d_fast.kernels.fill import fill_frames
-
     acc, zbuf = accumulate_frames(grid, c2ws, Ks, size)
     return finish_frames(acc, zbuf, size, fill=fill_frames)

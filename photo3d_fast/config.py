@@ -19,6 +19,18 @@ DEFAULT_FOV_DEG = 55.0
 DEFAULT_NEAR = 1.0
 DEFAULT_FAR = 10.0
 
+#: Most frames one kernel launch may render: CUDA caps a launch grid's second axis, which
+#: the batched kernels give to the frame, at 65535.
+MAX_FRAMES_PER_LAUNCH = 65535
+
+
+def check_frames_per_launch(n: int | None) -> None:
+    """Photo3DError unless ``n`` is None (automatic) or 1..MAX_FRAMES_PER_LAUNCH."""
+    if n is not None and not 1 <= n <= MAX_FRAMES_PER_LAUNCH:
+        from .errors import Photo3DError
+
+        raise Photo3DError(f"--frames-per-launch {n} must be between 1 and {MAX_FRAMES_PER_LAUNCH}")
+
 
 @dataclass(frozen=True)
 class SceneConfig:
@@ -110,8 +122,7 @@ class RenderConfig:
 
         if not (1 <= self.layers <= 8):
             raise Photo3DError(f"--layers {self.layers} must be between 1 and 8")
-        if self.frames_per_launch is not None and not (1 <= self.frames_per_launch <= 65535):
-            raise Photo3DError(f"--frames-per-launch {self.frames_per_launch} must be between 1 and 65535")
+        check_frames_per_launch(self.frames_per_launch)
         if self.size is not None:
             w, h = self.size
             if not (16 <= w <= 16384 and 16 <= h <= 16384):

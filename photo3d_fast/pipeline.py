@@ -267,6 +267,7 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
                     device=device, kernels=opts.render.kernels)
     renderer = Renderer(ldi, opts.render.kernels, opts.render.frames_per_launch)
+    batch = renderer.batch_size(out_size)
     K_out = plan.K_out
     _info(
         quiet,
@@ -275,7 +276,7 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
            f"with {upscale_frames.spec.name})" if upscale_frames else "")
         + f", {len(path)} frames at "
         f"{opts.path.fps:g} fps; {prepared.notes}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
-        + (f" ({renderer.batch_size(out_size)} frames per launch)" if renderer.batch_size(out_size) > 1 else "")
+        + (f" ({batch} frames per launch)" if batch > 1 else "")
         + "; "
         f"LDI in {time.perf_counter() - t0:.1f} s",
     )

@@ -105,8 +105,9 @@ def fill_frames(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor
     """``fill_from_background`` of F frames: values (F, C, H, W), covered (F, H, W) bool,
     depth (F, H, W). Returns (F, C, H, W). The reference of the batched Triton fill: one
     frame after another."""
-    return torch.stack([fill_from_background(v, c, d) for v, c, d in zip(values, covered, depth)]) if len(values) \
-        else values.clone()
+    if len(values) == 0:
+        return values.clone()
+    return torch.stack([fill_from_background(v, c, d) for v, c, d in zip(values, covered, depth)])
 
 
 def push_pull_fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

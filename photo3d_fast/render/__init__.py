@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ..config import check_frames_per_launch
 from ..errors import Photo3DError
 from ..ldi import LDI, build_ldi, ldi_params_for_motion
 from ..paths import CameraPath
@@ -52,8 +53,7 @@ class Renderer:
     """
 
     def __init__(self, ldi: LDI, kernels: str = "auto", frames_per_launch: int | None = None) -> None:
-        if frames_per_launch is not None and not 1 <= frames_per_launch <= 65535:
-            raise Photo3DError(f"--frames-per-launch {frames_per_launch} must be between 1 and 65535")
+        check_frames_per_launch(frames_per_launch)
         self.ldi = ldi
         self.kernels, self._impl = select_kernels(kernels, ldi.device)
         self.frames_per_launch = frames_per_launch

@@ -6,6 +6,8 @@ where CUDA torch and nvcc are present. ``load()`` says plainly why it is unavail
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..errors import Photo3DError
@@ -55,10 +57,19 @@ def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
                   size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as reference.render_frames; F frames per launch of each kernel."""
     acc, zbuf = accumulate_frames(grid, c2ws, Ks, size)
+    return finish_frames(acc, zbuf, size, fill=_fill())
+
+
+@functools.cache
+def _fill():
+    """The batched hole fill: the Triton kernels where Triton runs, else the torch
+    reference. Decided once per process, not per frame."""
     from ..kernels import triton_status
 
     if triton_status()[0]:
         from ..kernels.fill import fill_frames
 
-        return finish_frames(acc, zbuf, size, fill=fill_frames)
-    return finish_frames(acc, zbuf, size)
+        return fill_frames
+    from ..pushpull import fill_frames
+
+    return fill_frames
