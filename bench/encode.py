@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from photo3d_fast import formats  # noqa: E402
+from photo3d_fast.encode import formats  # noqa: E402
 from photo3d_fast.config import EncodeConfig  # noqa: E402
-from photo3d_fast.encode import open_video  # noqa: E402
+from photo3d_fast.encode.writers import open_video  # noqa: E402
 
 
 def frames(n: int, w: int, h: int) -> list[np.ndarray]:

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    from photo3d_fast.render.dispatch import resolve_device
+    from photo3d_fast.ops.backends import resolve_device
 
     device = resolve_device(args.device)
     names = list(MODELS) if args.models == "all" else args.models.split(",")

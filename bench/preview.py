@@ -52,9 +52,9 @@ def _commit() -> str:
 def bench_server(previewer: Previewer, sizes: list[str], kernels: list[str], reps: int) -> list[dict]:
     import torch
 
-    from photo3d_fast.paths import preset_path
+    from photo3d_fast.scene.paths import preset_path
     from photo3d_fast.render import Renderer
-    from photo3d_fast.scene import scale_intrinsics
+    from photo3d_fast.scene.camera import scale_intrinsics
 
     sc = previewer.scene("coffee.jpg")
     pose = preset_path("swing", 8, 1.0, sc.near, sc.focus).poses[2]

@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from photo3d_fast.kernels import fill, grow, nv12, splat
+
 #: sm_80 (A100), sm_89 (L4/L40/RTX 40), sm_90 (H100/H200): the architectures setup.py builds csrc/ for.
 ARCHS = (80, 89, 90)
 
@@ -36,7 +38,6 @@ _I32 = "i32"
 @functools.cache
 def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
     """name -> (JIT function, signature, constexprs), mirroring each launcher's arguments."""
-    from . import fill, ldi, nv12, splat
 
     texel = {"points_ptr": "*fp32", "link_x_ptr": "*u8", "link_y_ptr": "*u8", "cam_ptr": "*fp32",
              "texels_ptr": "*i64"}
@@ -44,7 +45,7 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
     nearest = {"covered_ptr": "*u8", "before_ptr": "*i32", "after_ptr": "*i32", "n_lines": _I32, "n": _I32,
                "lines_per_frame": _I32, "frame_stride": _I32, "line_stride": _I32, "elem_stride": _I32,
                "LINES": "constexpr", "BLOCK": "constexpr"}
-    grow = {"values_in": "*fp32", "known_in": "*i8", "mask_in": "*i8", "values_out": "*fp32", "known_out": "*i8",
+    ring = {"values_in": "*fp32", "known_in": "*i8", "mask_in": "*i8", "values_out": "*fp32", "known_out": "*i8",
             "mask_out": "*i8", "limit_ptr": "*fp32", "allowed_ptr": "*i8", "count_ptr": "*i32", "H": _I32,
             "W": _I32, "edge": "fp32", "HAS_ALLOWED": "constexpr", "BLOCK": "constexpr"}
     coeffs = dict(zip(("Y0", "Y1", "Y2", "U0", "U1", "U2", "V0", "V1", "V2", "OY", "OC"),
@@ -67,9 +68,9 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
                         "left_ptr": "*i32", "right_ptr": "*i32", "top_ptr": "*i32", "bottom_ptr": "*i32",
                         "out_ptr": "*fp32", "total_ptr": "*fp32", "n_all": _I32, "n_pix": _I32, "W": _I32,
                         "C": _I32, "BLOCK": "constexpr"}, {"BLOCK": fill.BLOCK}),
-        "ldi.seeds": (ldi._seeds_kernel, {"depth_ptr": "*fp32", "seeds_ptr": "*i8", "H": _I32, "W": _I32,
-                                          "edge": "fp32", "BLOCK": "constexpr"}, {"BLOCK": ldi.BLOCK}),
-        "ldi.grow": (ldi._grow_kernel, grow, {"HAS_ALLOWED": True, "BLOCK": ldi.BLOCK}),
+        "grow.seeds": (grow._seeds_kernel, {"depth_ptr": "*fp32", "seeds_ptr": "*i8", "H": _I32, "W": _I32,
+                                            "edge": "fp32", "BLOCK": "constexpr"}, {"BLOCK": grow.BLOCK}),
+        "grow.ring": (grow._grow_kernel, ring, {"HAS_ALLOWED": True, "BLOCK": grow.BLOCK}),
         "nv12.uint8": (nv12._nv12_kernel, nv, {**coeffs, "IS_FLOAT": False, "BLOCK": 256}),
         "nv12.float": (nv12._nv12_kernel, {**nv, "rgb": "*fp32"}, {**coeffs, "IS_FLOAT": True, "BLOCK": 256}),
     }

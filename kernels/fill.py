@@ -41,7 +41,7 @@ import torch
 import triton
 import triton.language as tl
 
-from photo3d_fast.pushpull import FAR_POWER, push_pull
+from photo3d_fast.ops.fill import FAR_POWER, push_pull
 
 __all__ = ["nearest_covered", "fill_from_background", "fill_frames"]
 

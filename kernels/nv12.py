@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from photo3d_fast.nv12 import MATRIX, OFFSET, check_rgb
+from photo3d_fast.ops.nv12 import MATRIX, OFFSET, check_rgb
 
 (_Y0, _Y1, _Y2), (_U0, _U1, _U2), (_V0, _V1, _V2) = MATRIX
 

@@ -38,10 +38,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from photo3d_fast.kernels.fill import fill_frames
 
 from photo3d_fast.config import MAX_FRAMES_PER_LAUNCH
-from photo3d_fast.kernels.fill import fill_frames
-from photo3d_fast.render.reference import (
+from photo3d_fast.ops.splat import (
     FOOTPRINT_MARGIN,
     MAX_HALF_EXTENT,
     RESOLVE_SHARE,

@@ -14,14 +14,14 @@ __version__ = "0.1.0"
 
 from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
 from .depth import estimate_disparity
-from .encode import PngFrameWriter, VideoWriter
+from .encode.writers import PngFrameWriter, VideoWriter
 from .errors import Photo3DError
 from .io import load_depth_map, load_image
-from .ldi import LDI, build_ldi
-from .paths import CameraPath, make_path, preset_path
 from .pipeline import render_clip
 from .render import Renderer, render_views
-from .scene import disparity_to_depth, intrinsics_from_fov
+from .scene.camera import disparity_to_depth, intrinsics_from_fov
+from .scene.ldi import LDI, build_ldi
+from .scene.paths import CameraPath, make_path, preset_path
 
 __all__ = [
     "CameraPath",

@@ -12,11 +12,27 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_NEAR, UPSCALE_CHOICES, EncodeConfig, EngineConfig, PathConfig, RenderConfig
-from .engines.cli import add_engine_options
+from .batch.cli import add_batch_parser
+from .benchmark.cli import add_bench_parser
+from .config import (
+    CODEC_CHOICES,
+    DEFAULT_FAR,
+    DEFAULT_FOV_DEG,
+    DEFAULT_NEAR,
+    DEPTH_KINDS,
+    ENCODER_CHOICES,
+    KERNEL_CHOICES,
+    UPSCALE_CHOICES,
+    DepthConfig,
+    EncodeConfig,
+    EngineConfig,
+    PathConfig,
+    RenderConfig,
+)
+from .engines.cli import add_engine_options, add_engines_parser
 from .errors import Photo3DError
-from .formats import CODEC_CHOICES, ENCODER_CHOICES
-from .paths import ALIASES, PRESETS
+from .pipeline import SAMPLE_IMAGE, render_clip, write_depth
+from .scene.paths import ALIASES, PRESETS
 
 DESCRIPTION = """\
 Turn one photo into a 3D parallax clip.
@@ -88,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                             "(embedded), a model (depth-anything-v2-small/-base/-large, midas-dpt-large; "
                             "weights downloaded once), or a depth map (8/16-bit PNG or TIFF, .npy) (default auto)")
     scene.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
-    scene.add_argument("--depth-kind", choices=("disparity", "depth"), default="disparity",
+    scene.add_argument("--depth-kind", choices=DEPTH_KINDS, default=DepthConfig.kind,
                        help="how to read a depth-map file: disparity (white = near, any scale) or "
                             "depth (z-depth, larger = farther) (default disparity)")
     scene.add_argument("--fov", type=float,
@@ -121,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
                           "and NVENC (which also takes p1..p7) (default %(default)s)")
     eng = r.add_argument_group("engine")
     eng.add_argument("--layers", type=int, default=RenderConfig.layers, help="LDI layers, 1..8 (default %(default)d)")
-    eng.add_argument("--kernels", default=RenderConfig.kernels, choices=("auto", "torch", "triton", "cuda"),
+    eng.add_argument("--kernels", default=RenderConfig.kernels, choices=KERNEL_CHOICES,
                      help="renderer implementation (default auto: the fastest available)")
     eng.add_argument("--device", default=RenderConfig.device, help="auto, cpu, cuda or cuda:N (default auto)")
     eng.add_argument("--frames-per-launch", type=int, default=None, metavar="N",
@@ -160,11 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     from .preview import add_parser as _add_preview_parser
 
     _add_preview_parser(sub)
-    from .batch import add_batch_parser
     add_batch_parser(sub)
-    from .benchmark.cli import add_bench_parser
     add_bench_parser(sub)
-    from .engines.cli import add_engines_parser
     add_engines_parser(sub)
     return parser
 
@@ -178,7 +191,6 @@ def _image_arg(args: argparse.Namespace) -> Path | None:
 
 
 def _depth(args: argparse.Namespace) -> None:
-    from .pipeline import SAMPLE_IMAGE, write_depth
 
     image = _image_arg(args)
     out = args.output or Path(f"{(image or SAMPLE_IMAGE).stem}_depth.png")
@@ -187,7 +199,6 @@ def _depth(args: argparse.Namespace) -> None:
 
 
 def _render(args: argparse.Namespace) -> None:
-    from .pipeline import SAMPLE_IMAGE, render_clip
 
     image = _image_arg(args)
     render_clip(

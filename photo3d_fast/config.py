@@ -1,11 +1,51 @@
-"""Options as frozen dataclasses, shared by the CLI, the Python API and batch manifests.
+"""Options as frozen dataclasses, shared by the CLI, the Python API, batch manifests and the
+preview; the choices each option takes; the parsers of option values given as text.
 
-The CLI is a thin layer that builds these; every default lives here and only here.
+The CLI, the manifests and the preview are thin layers that build these; every default and
+every check of an option lives here and only here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import Photo3DError
+
+#: Implementations of the hot-path ops (``photo3d_fast.ops.backends``), in the order
+#: ``--kernels auto`` tries them on a GPU; the torch reference runs everywhere.
+BACKENDS = ("cuda", "triton", "torch")
+KERNEL_CHOICES = ("auto", *BACKENDS)
+#: ``--encoder`` and ``--codec`` (what each encoder makes: ``encode.formats.KINDS``).
+ENCODER_CHOICES = ("auto", "nvenc", "ffmpeg-nvenc", "x264", "x265", "svtav1", "vpx")
+CODEC_CHOICES = ("auto", "h264", "hevc", "av1", "vp9")
+#: How learned models run (``photo3d_fast.engines``) and at which precision.
+RUNTIMES = ("auto", "tensorrt", "onnxruntime", "torch", "torch-compile")
+PRECISIONS = ("auto", "fp32", "fp16")
+#: ``--depth-kind``: how a depth-map file is read.
+DEPTH_KINDS = ("disparity", "depth")
+
+
+def parse_size(text: str | tuple | list) -> tuple[int, int]:
+    """"WIDTHxHEIGHT" (or a (W, H) pair, as a JSON manifest gives it) -> (W, H) pixels."""
+    if isinstance(text, (list, tuple)) and len(text) == 2:
+        values = text
+    else:
+        values = str(text).strip().lower().split("x")
+    try:
+        w, h = (int(v) for v in values)
+    except (TypeError, ValueError):
+        raise Photo3DError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
+    return w, h
+
+
+def parse_bitrate(text: str) -> int:
+    """'8M' -> 8000000, '2500k' -> 2500000, '900000' -> 900000 bits per second."""
+    m = re.fullmatch(r"([1-9][0-9]*(?:\.[0-9]+)?)([kKmM]?)", str(text))
+    if not m:
+        raise Photo3DError(f"--bitrate {text!r}: give bits per second such as 8M or 2500k")
+    return int(float(m[1]) * {"": 1, "k": 1e3, "m": 1e6}[m[2].lower()])
 
 #: Field of view across the image's longer side, in degrees, when neither ``--fov`` nor
 #: EXIF says otherwise. 55 degrees is a 35 mm-equivalent focal length of about 35 mm,
@@ -27,8 +67,6 @@ MAX_FRAMES_PER_LAUNCH = 65535
 def check_frames_per_launch(n: int | None) -> None:
     """Photo3DError unless ``n`` is None (automatic) or 1..MAX_FRAMES_PER_LAUNCH."""
     if n is not None and not 1 <= n <= MAX_FRAMES_PER_LAUNCH:
-        from .errors import Photo3DError
-
         raise Photo3DError(f"--frames-per-launch {n} must be between 1 and {MAX_FRAMES_PER_LAUNCH}")
 
 
@@ -46,8 +84,6 @@ class SceneConfig:
     far: float = DEFAULT_FAR
 
     def __post_init__(self) -> None:
-        from .errors import Photo3DError
-
         if self.fov is not None and not (1.0 <= self.fov <= 170.0):
             raise Photo3DError(f"--fov {self.fov} is out of range; give degrees between 1 and 170")
         if not (0 < self.near < self.far):
@@ -80,8 +116,6 @@ class PathConfig:
         return max(1, int(round(self.duration * self.fps)))
 
     def __post_init__(self) -> None:
-        from .errors import Photo3DError
-
         if not (self.duration > 0):
             raise Photo3DError(f"--duration {self.duration} must be a positive number of seconds")
         if not (0 < self.fps <= 240):
@@ -118,8 +152,10 @@ class RenderConfig:
     frames_per_launch: int | None = None
 
     def __post_init__(self) -> None:
-        from .errors import Photo3DError
-
+        if self.kernels not in KERNEL_CHOICES:
+            raise Photo3DError(f"--kernels {self.kernels!r} is unknown; choose one of {', '.join(KERNEL_CHOICES)}")
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", str(self.device)):
+            raise Photo3DError(f"--device {self.device!r} is not a device; use auto, cpu, cuda or cuda:N")
         if not (1 <= self.layers <= 8):
             raise Photo3DError(f"--layers {self.layers} must be between 1 and 8")
         check_frames_per_launch(self.frames_per_launch)
@@ -157,18 +193,12 @@ class EncodeConfig:
     pix_fmt: str = "yuv420p"
 
     def __post_init__(self) -> None:
-        import re
-
-        from .errors import Photo3DError
-
-        encoders = ("auto", "nvenc", "ffmpeg-nvenc", "x264", "x265", "svtav1", "vpx")
-        if self.encoder not in encoders:
-            raise Photo3DError(f"--encoder {self.encoder!r}: choose one of {', '.join(encoders)}")
+        if self.encoder not in ENCODER_CHOICES:
+            raise Photo3DError(f"--encoder {self.encoder!r}: choose one of {', '.join(ENCODER_CHOICES)}")
         if self.crf is not None and not (0 <= self.crf <= 63):
             raise Photo3DError(f"--crf {self.crf} must be between 0 and 63 (51 for x264/x265/NVENC h264, hevc)")
         if self.bitrate is not None:
-            if not re.fullmatch(r"[1-9][0-9]*(\.[0-9]+)?[kKmM]?", str(self.bitrate)):
-                raise Photo3DError(f"--bitrate {self.bitrate!r}: give bits per second such as 8M or 2500k")
+            parse_bitrate(self.bitrate)
             if self.crf is not None:
                 raise Photo3DError("give --crf/--quality or --bitrate, not both")
 
@@ -196,14 +226,77 @@ class EngineConfig:
     upscale_mode: str = "texture"
 
     def __post_init__(self) -> None:
-        from .errors import Photo3DError
-
-        runtimes = ("auto", "tensorrt", "onnxruntime", "torch", "torch-compile")
-        if self.runtime not in runtimes:
-            raise Photo3DError(f"--runtime {self.runtime!r}: choose one of {', '.join(runtimes)}")
-        if self.precision not in ("auto", "fp32", "fp16"):
+        if self.runtime not in RUNTIMES:
+            raise Photo3DError(f"--runtime {self.runtime!r}: choose one of {', '.join(RUNTIMES)}")
+        if self.precision not in PRECISIONS:
             raise Photo3DError(f"--precision {self.precision!r}: choose auto, fp32 or fp16")
         if self.upscale not in UPSCALE_CHOICES:
             raise Photo3DError(f"--upscale {self.upscale!r}: choose one of {', '.join(UPSCALE_CHOICES)}")
         if self.upscale_mode not in ("texture", "frames"):
             raise Photo3DError(f"--upscale-mode {self.upscale_mode!r}: choose texture or frames")
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """Where the photo's depth comes from.
+
+    source: "auto" (the best learned model whose weights are here, else cues), "cues", a
+        model name (``photo3d_fast.depth.DEPTH_MODELS``), or the path of a depth map.
+    kind: how to read a depth-map file: "disparity" (larger = nearer, any scale) or
+        "depth" (z-depth, larger = farther).
+    """
+
+    source: str = "auto"
+    kind: str = "disparity"
+
+    def __post_init__(self) -> None:
+        if self.kind not in DEPTH_KINDS:
+            raise Photo3DError(f"--depth-kind {self.kind!r}: choose one of {', '.join(DEPTH_KINDS)}")
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """Every option of one clip, grouped as the stages use them. frames_dir: also write
+    every frame as PNG there."""
+
+    scene: SceneConfig = SceneConfig()
+    path: PathConfig = PathConfig()
+    render: RenderConfig = RenderConfig()
+    encode: EncodeConfig = EncodeConfig()
+    depth: DepthConfig = DepthConfig()
+    engine: EngineConfig = EngineConfig()
+    frames_dir: Path | None = None
+
+    @classmethod
+    def from_kwargs(cls, **options) -> "ClipOptions":
+        """Build from flat keyword options (the names of the config fields, plus ``depth``,
+        ``depth_kind`` and ``frames``), as ``render_clip`` and batch manifests give them."""
+        groups = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig,
+                  "engine": EngineConfig}
+        owner = {f.name: g for g, c in groups.items() for f in fields(c)}
+        values: dict[str, dict] = {g: {} for g in groups}
+        depth: dict[str, str] = {}
+        frames = None
+        for key, value in options.items():
+            if value is None:
+                continue
+            key = {"path": "preset"}.get(key, key)
+            if key == "depth":
+                depth["source"] = str(value)
+            elif key == "depth_kind":
+                depth["kind"] = value
+            elif key == "frames":
+                frames = Path(value)
+            elif key in owner:
+                values[owner[key]][key] = tuple(value) if key == "size" else value
+            else:
+                raise Photo3DError(f"unknown option {key!r}")
+        return cls(
+            scene=SceneConfig(**values["scene"]),
+            path=PathConfig(**values["path"]),
+            render=RenderConfig(**values["render"]),
+            encode=EncodeConfig(**values["encode"]),
+            depth=DepthConfig(**depth),
+            engine=EngineConfig(**values["engine"]),
+            frames_dir=frames,
+        )

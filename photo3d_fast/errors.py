@@ -1,4 +1,4 @@
-"""The one exception type for user errors.
+"""The one exception type for user errors, and the one printer of messages to the user.
 
 A :class:`Photo3DError` means the input or the options were wrong, not the code: the CLI
 prints its message as one line on stderr and exits with status 2. Anything else that
@@ -7,13 +7,20 @@ escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import sys
+
 
 class Photo3DError(Exception):
     """Bad input or options; the message says what was wrong, with the value, and what to do."""
 
 
+def notice(message: str, quiet: bool = False) -> None:
+    """One line on stderr, ``photo3d: message``: what was chosen and why, progress of a stage.
+    Nothing when ``quiet``."""
+    if not quiet:
+        print(f"photo3d: {message}", file=sys.stderr, flush=True)
+
+
 def warn(message: str) -> None:
     """Tell the user about something we fixed for them (resized depth map, converted image)."""
-    import sys
-
-    print(f"photo3d: note: {message}", file=sys.stderr)
+    notice(f"note: {message}")

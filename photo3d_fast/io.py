@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import Photo3DError, warn
+from .ops.fill import push_pull_fill
 
 #: Smallest and largest photo we accept. The smallest is where a parallax clip stops
 #: making sense; the largest keeps the LDI of a full-resolution photo within a GPU's memory.
@@ -162,7 +163,6 @@ def load_depth_map(path: str | Path, shape: tuple[int, int], kind: str = "dispar
     if not valid.all():
         bad = int((~valid).sum())
         warn(f"depth map {str(path)!r}: {bad} invalid pixels (NaN/inf{'/<=0' if kind == 'depth' else ''}) filled from neighbours")
-        from .pushpull import push_pull_fill
 
         a = push_pull_fill(np.where(valid, a, 0.0).astype(np.float32), valid)
     if a.shape != tuple(shape):

@@ -8,87 +8,30 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .config import EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
+from .config import ClipOptions, DepthConfig, EngineConfig, RenderConfig, SceneConfig
 from .depth import DEPTH_METHODS, DEPTH_MODELS, EngineOptions, estimate_disparity, is_depth_method
-from .encode import PngFrameWriter, open_video
-from .errors import Photo3DError
+from .depth.guided import guided_upsample
+from .device import resolve_device
+from .encode.writers import PngFrameWriter, open_video
+from .engines.registry import get_spec
+from .engines.weights import weight_files
+from .errors import Photo3DError, notice
 from .io import Photo, load_depth_map, load_image, resize_map
-from .ldi import build_ldi, ldi_params_for_motion
-from .paths import CameraPath, default_focus, make_path, overscan_zoom
 from .render import Renderer
-from .render.dispatch import resolve_device
-from .scene import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
+from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
+from .scene.ldi import build_ldi, ldi_params_for_motion
+from .scene.paths import CameraPath, default_focus, make_path, overscan_zoom
+from .upscale import upscale_engine, upscale_image, upscale_with_model
 
 #: The photo bundled with the package (CC0, see data/README.md), for ``--sample``.
 SAMPLE_IMAGE = Path(__file__).parent / "data" / "coffee.jpg"
-
-
-@dataclass(frozen=True)
-class DepthConfig:
-    """source: "auto", "cues", or the path of a depth map; kind: how to read a depth map
-    file ("disparity": larger = nearer, any scale; "depth": z-depth, larger = farther)."""
-
-    source: str = "auto"
-    kind: str = "disparity"
-
-
-@dataclass(frozen=True)
-class ClipOptions:
-    """Every option of one clip, grouped as the stages use them."""
-
-    scene: SceneConfig = SceneConfig()
-    path: PathConfig = PathConfig()
-    render: RenderConfig = RenderConfig()
-    encode: EncodeConfig = EncodeConfig()
-    depth: DepthConfig = DepthConfig()
-    engine: EngineConfig = EngineConfig()
-    frames_dir: Path | None = None
-
-    @classmethod
-    def from_kwargs(cls, **options) -> "ClipOptions":
-        """Build from flat keyword options (the names of the config fields, plus ``depth``,
-        ``depth_kind`` and ``frames``), as ``render_clip`` and batch manifests give them."""
-        groups = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig,
-                  "engine": EngineConfig}
-        owner = {f.name: g for g, c in groups.items() for f in fields(c)}
-        values: dict[str, dict] = {g: {} for g in groups}
-        depth: dict[str, str] = {}
-        frames = None
-        for key, value in options.items():
-            if value is None:
-                continue
-            key = {"path": "preset"}.get(key, key)
-            if key == "depth":
-                depth["source"] = str(value)
-            elif key == "depth_kind":
-                depth["kind"] = value
-            elif key == "frames":
-                frames = Path(value)
-            elif key in owner:
-                values[owner[key]][key] = tuple(value) if key == "size" else value
-            else:
-                raise Photo3DError(f"unknown option {key!r}")
-        return cls(
-            scene=SceneConfig(**values["scene"]),
-            path=PathConfig(**values["path"]),
-            render=RenderConfig(**values["render"]),
-            encode=EncodeConfig(**values["encode"]),
-            depth=DepthConfig(**depth),
-            engine=EngineConfig(**values["engine"]),
-            frames_dir=frames,
-        )
-
-
-def _info(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(f"photo3d: {message}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -203,13 +146,11 @@ def upscale_texture(prepared: PreparedPhoto, plan: ClipPlan, opts: ClipOptions, 
     output at the path's strongest zoom needs more pixels than the photo has, the photo is
     upscaled by the model (4x), resized to what the output needs, and its depth follows with
     an edge-aware (guided) upsampling so depth edges land on the sharper image's edges."""
-    from .depth.guided import guided_upsample
-    from .upscale import upscale_with_model
 
     h, w = prepared.rgb.shape[:2]
     need = max(plan.size[0] / w, plan.size[1] / h) * max(1.0, float(plan.path.zoom.max()))
     if need <= 1.0:
-        _info(quiet, f"--upscale {opts.engine.upscale}: the photo already has the pixels the output needs; skipped")
+        notice(f"--upscale {opts.engine.upscale}: the photo already has the pixels the output needs; skipped", quiet)
         return plan
     sr, note = upscale_with_model(prepared.rgb, opts.engine.upscale, engine_options(opts.engine, opts.render), quiet=quiet)
     factor = min(need, sr.shape[1] / w)
@@ -219,7 +160,7 @@ def upscale_texture(prepared: PreparedPhoto, plan: ClipPlan, opts: ClipOptions, 
     guide = torch.from_numpy(prepared.rgb).permute(2, 0, 1).float() / 255.0
     up = guided_upsample(guide, torch.from_numpy(disparity.astype(np.float32)), rgb, radius=1, eps=1e-4).numpy()
     up = np.clip(up, disparity.min(), disparity.max())
-    _info(quiet, f"upscaled the photo {w}x{h} -> {size[0]}x{size[1]} with {note}")
+    notice(f"upscaled the photo {w}x{h} -> {size[0]}x{size[1]} with {note}", quiet)
     K = scale_intrinsics(prepared.K, (w, h), size)
     return ClipPlan(plan.path, rgb, K, (1.0 / up).astype(np.float32), plan.K_out, plan.size, plan.overscan)
 
@@ -229,7 +170,6 @@ class _FrameUpscaler:
     super-resolved and resized to the output size, one by one, before the sinks."""
 
     def __init__(self, opts: ClipOptions, out_size: tuple[int, int], quiet: bool) -> None:
-        from .upscale import upscale_engine
 
         # The engine is resolved once here, not per frame.
         self.engine, self.spec, self.batch = upscale_engine(opts.engine.upscale, engine_options(opts.engine, opts.render),
@@ -239,7 +179,6 @@ class _FrameUpscaler:
         self.out_size = out_size
 
     def __call__(self, frame: torch.Tensor) -> np.ndarray:
-        from .upscale import upscale_image
 
         sr = upscale_image(frame.cpu().numpy(), self.engine, self.spec.scale, batch=self.batch, device=self.engine.device)
         if (sr.shape[1], sr.shape[0]) != self.out_size:
@@ -269,17 +208,14 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     renderer = Renderer(ldi, opts.render.kernels, opts.render.frames_per_launch)
     batch = renderer.batch_size(out_size)
     K_out = plan.K_out
-    _info(
-        quiet,
-        f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}"
+    notice(f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}"
         + (f" (each frame upscaled to {upscale_frames.out_size[0]}x{upscale_frames.out_size[1]} "
            f"with {upscale_frames.spec.name})" if upscale_frames else "")
         + f", {len(path)} frames at "
         f"{opts.path.fps:g} fps; {prepared.notes}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
         + (f" ({batch} frames per launch)" if batch > 1 else "")
         + "; "
-        f"LDI in {time.perf_counter() - t0:.1f} s",
-    )
+        f"LDI in {time.perf_counter() - t0:.1f} s", quiet)
     from tqdm import tqdm
 
     frames = tqdm(renderer.render_path(path, K_out, out_size), total=len(path), desc="render",
@@ -311,8 +247,6 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     out_size = output_size(photo, opts)
     resolve_device(opts.render.device)  # a missing GPU fails now, not after depth
     if opts.engine.upscale != "none":  # a missing upscale extra fails now, not after depth
-        from .engines.registry import get_spec
-        from .engines.weights import weight_files
 
         weight_files(get_spec(opts.engine.upscale, task="upscale"), fetch=False)
     with ExitStack() as stack:
@@ -326,7 +260,7 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
         for sink in sinks[1:]:
             sink.close()
         result = sinks[0].close()
-    _info(quiet, f"wrote {result} in {time.perf_counter() - t0:.1f} s")
+    notice(f"wrote {result} in {time.perf_counter() - t0:.1f} s", quiet)
     return result
 
 
@@ -356,5 +290,5 @@ def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: s
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
-    _info(quiet, f"wrote {out_path} ({note})")
+    notice(f"wrote {out_path} ({note})", quiet)
     return out_path

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .scene import intrinsics_from_fov
+from .scene.camera import intrinsics_from_fov
 
 #: Hits nearer than this ray parameter are ignored (self-intersection guard, scene units
 #: for camera rays whose direction has z = 1).

@@ -19,6 +19,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .depth.backends import EngineOptions
+from .device import resolve_device
+from .engines import load_engine
+from .engines.registry import get_spec
 from .errors import Photo3DError
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -153,10 +157,6 @@ def upscale_engine(model: str, options=None, *, tile: int = 256, quiet: bool = F
     "x4plus", "animevideov3") for ``batch`` tiles of tile x tile pixels; ``options``
     (``depth.EngineOptions``) picks runtime, precision and device. Resolve it once and
     reuse it for many images: the lookup stats the weight files."""
-    from .depth.backends import EngineOptions
-    from .engines import load_engine
-    from .engines.registry import get_spec
-    from .render.dispatch import resolve_device
 
     options = options or EngineOptions()
     spec = get_spec(model, task="upscale")

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photo3d_fast.batch import REPORT_NAME, plan_batch, run_batch
+from photo3d_fast.batch.cli import run_batch
+from photo3d_fast.batch.manifest import REPORT_NAME, plan_batch
 from photo3d_fast.cli import main
 
 FAST = {"duration": 0.2, "fps": 10.0}  # 2 frames

@@ -20,7 +20,7 @@ from photo3d_fast.benchmark import report
 from photo3d_fast.benchmark.quality import depth_errors, evaluate_view, run, summarize
 from photo3d_fast.benchmark.timing import Timer, copy_bandwidth, measure
 from photo3d_fast.cli import main as photo3d
-from photo3d_fast.ldi import build_ldi
+from photo3d_fast.scene.ldi import build_ldi
 from photo3d_fast.render import Renderer
 from photo3d_fast.synthetic import Plane, Rect, Scene, Texture, make_scene, reference_camera
 

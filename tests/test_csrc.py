@@ -82,10 +82,10 @@ def _built() -> bool:
                     reason="needs a CUDA GPU and photo3d_fast._C (PHOTO3D_BUILD_CUDA=1 pip install --no-build-isolation -e .)")
 @pytest.mark.parametrize("size", [(1, 1), (33, 17), (640, 360)])
 def test_cuda_matches_reference(size):
-    from photo3d_fast.ldi import build_ldi
-    from photo3d_fast.render import cuda as impl
-    from photo3d_fast.render import reference as ref
-    from photo3d_fast.scene import intrinsics_from_fov
+    from photo3d_fast.scene.ldi import build_ldi
+    from photo3d_fast.ops import cuda as impl
+    from photo3d_fast.ops import splat as ref
+    from photo3d_fast.scene.camera import intrinsics_from_fov
 
     w, h = size
     rng = np.random.default_rng(w)
@@ -110,10 +110,10 @@ def test_cuda_matches_reference(size):
 def test_cuda_batched_frames_match_single_frames(size):
     """One launch for four cameras equals four launches: z-buffers bit for bit, colors up to
     the order of float atomic adds."""
-    from photo3d_fast.ldi import build_ldi
-    from photo3d_fast.render import cuda as impl
-    from photo3d_fast.render import reference as ref
-    from photo3d_fast.scene import intrinsics_from_fov, zoom_intrinsics
+    from photo3d_fast.scene.ldi import build_ldi
+    from photo3d_fast.ops import cuda as impl
+    from photo3d_fast.ops import splat as ref
+    from photo3d_fast.scene.camera import intrinsics_from_fov, zoom_intrinsics
 
     w, h = size
     rng = np.random.default_rng(h)
@@ -144,7 +144,7 @@ def test_cuda_batched_frames_match_single_frames(size):
 @pytest.mark.parametrize("size", [(2, 2), (64, 36), (1920, 1080)])
 def test_cuda_nv12_matches_reference(size):
     from photo3d_fast import _C
-    from photo3d_fast.nv12 import rgb_to_nv12_reference
+    from photo3d_fast.ops.nv12 import rgb_to_nv12_reference
 
     w, h = size
     rgb = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, device="cuda", generator=None)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from photo3d_fast.config import EncodeConfig
-from photo3d_fast.encode import PngFrameWriter, VideoWriter
+from photo3d_fast.encode.writers import PngFrameWriter, VideoWriter
 from photo3d_fast.errors import Photo3DError
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from photo3d_fast import Photo3DError, load_depth_map, load_image
 from photo3d_fast.config import SceneConfig
-from photo3d_fast.scene import disparity_to_depth, normalize_disparity, scene_intrinsics
+from photo3d_fast.scene.camera import disparity_to_depth, normalize_disparity, scene_intrinsics
 
 
 def _exif_photo(path, size=(60, 40), orientation=None, f35=None):
@@ -92,7 +92,7 @@ def test_disparity_mapping_hits_near_and_far():
 
 def test_large_photo_is_rendered_from_a_downscaled_working_image(tmp_path):
     from photo3d_fast.pipeline import _working_image
-    from photo3d_fast.scene import intrinsics_from_fov
+    from photo3d_fast.scene.camera import intrinsics_from_fov
 
     rgb = np.zeros((400, 600, 3), np.uint8)
     K = intrinsics_from_fov(600, 400, 55)

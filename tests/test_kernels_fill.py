@@ -13,7 +13,7 @@ import importlib.util
 import pytest
 import torch
 
-from photo3d_fast import pushpull
+from photo3d_fast.ops import fill as pushpull
 
 from conftest import INTERPRETED
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from photo3d_fast import ldi as ref
-from photo3d_fast.scene import intrinsics_from_fov
+from photo3d_fast.ops import grow as ref_grow
+from photo3d_fast.scene import ldi as ref
+from photo3d_fast.scene.camera import intrinsics_from_fov
 
 from conftest import INTERPRETED
 
@@ -38,18 +39,18 @@ def _depth(h, w, kind, seed):
 @pytest.mark.parametrize("size", [(1, 1), (1, 9), (7, 1), (17, 33), (40, 24)])
 @pytest.mark.parametrize("kind", ["mixed", "flat", "extreme"])
 def test_grow_back_layer_matches_reference(size, kind):
-    from photo3d_fast.kernels import ldi as fast
+    from photo3d_fast.kernels import grow as fast
 
     w, h = size
     depth = _depth(h, w, kind, seed=w + 31 * h)
     color = torch.rand(h, w, 3, generator=torch.Generator().manual_seed(h * w))
     edge = 0.05
-    assert torch.equal(fast.seeds(depth, edge), ref.discontinuities(depth, edge)[1])
+    assert torch.equal(fast.seeds(depth, edge), ref_grow.discontinuities(depth, edge)[1])
     allowed = None
     surf_c, surf_z = color, depth
     for _ in range(2):  # a back layer, then a nested one inside it
         a = fast.grow_back_layer(surf_c, surf_z, 6, edge, allowed)
-        b = ref.grow_back_layer(surf_c, surf_z, 6, edge, allowed)
+        b = ref_grow.grow_back_layer(surf_c, surf_z, 6, edge, allowed)
         assert torch.equal(a[2], b[2])
         torch.testing.assert_close(a[1], b[1], rtol=1e-5, atol=0)
         torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-6)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from photo3d_fast.ldi import build_ldi
-from photo3d_fast.render import reference as ref
-from photo3d_fast.scene import intrinsics_from_fov
+from photo3d_fast.scene.ldi import build_ldi
+from photo3d_fast.ops import splat as ref
+from photo3d_fast.scene.camera import intrinsics_from_fov
 
 from conftest import INTERPRETED
 
@@ -104,7 +104,7 @@ def test_identity_is_exact_and_layers_three():
 def test_other_output_size_and_zoom():
     w, h = 32, 24
     grid, K = _grid((w, h), "mixed", 2)
-    from photo3d_fast.scene import scale_intrinsics, zoom_intrinsics
+    from photo3d_fast.scene.camera import scale_intrinsics, zoom_intrinsics
 
     K_out = zoom_intrinsics(scale_intrinsics(K, (w, h), (50, 40)), 1.3, (50, 40))
     _compare(grid, _pose(0.05), torch.tensor(K_out, dtype=torch.float32), (50, 40))
@@ -127,7 +127,7 @@ def test_renderer_dispatch_uses_triton():
 
 def _batch_poses(size, K, device="cpu"):
     """Five cameras of one batch, each with its own pose and zoom."""
-    from photo3d_fast.scene import zoom_intrinsics
+    from photo3d_fast.scene.camera import zoom_intrinsics
 
     poses = [_pose(), _pose(0.08, -0.03), _pose(tz=0.3), _pose(0.05, yaw=5.0), _pose(-0.06, 0.02, -0.1)]
     Ks = [zoom_intrinsics(K, z, size) for z in (1.0, 1.0, 1.2, 1.1, 0.9)]
@@ -172,7 +172,7 @@ def test_renderer_batches_triton_launches():
     """The Renderer's batched path (3 frames per launch, a last batch of 2) yields what one
     frame per launch does: uint8 frames equal to within one level (colors differ by float
     rounding only)."""
-    from photo3d_fast.paths import CameraPath
+    from photo3d_fast.scene.paths import CameraPath
     from photo3d_fast.render import Renderer
 
     w, h = 20, 14

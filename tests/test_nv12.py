@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from photo3d_fast.errors import Photo3DError
-from photo3d_fast.nv12 import nv12_to_rgb_reference, rgb_to_nv12, rgb_to_nv12_reference
+from photo3d_fast.ops.backends import select
+from photo3d_fast.ops.nv12 import nv12_to_rgb, rgb_to_nv12
 
 # BT.709 limited range by hand: Y = 16 + 219 (.2126 R + .7152 G + .0722 B),
 # Cb = 128 + 112 (B - Y') / (1 - .0722), Cr = 128 + 112 (R - Y') / (1 - .2126), R,G,B in [0, 1]
@@ -29,7 +30,7 @@ PURE = {
 def test_pure_colours(rgb, yuv, dtype):
     img = torch.tensor(rgb, dtype=torch.float32).expand(4, 6, 3)
     img = img.to(torch.uint8) if dtype == torch.uint8 else img / 255
-    nv12 = rgb_to_nv12_reference(img)
+    nv12 = rgb_to_nv12(img)
     assert nv12.shape == (6, 6) and nv12.dtype == torch.uint8
     assert (nv12[:4] == yuv[0]).all()
     assert (nv12[4:, 0::2] == yuv[1]).all() and (nv12[4:, 1::2] == yuv[2]).all()
@@ -40,11 +41,11 @@ def test_chroma_is_left_sited():
     # neighbouring site 2 (column 4, window 3..5) sees none; site 0 (window -1..1) none.
     img = torch.zeros(2, 8, 3, dtype=torch.uint8)
     img[:, 2, 2] = 255
-    u = rgb_to_nv12_reference(img)[2, 0::2].tolist()
+    u = rgb_to_nv12(img)[2, 0::2].tolist()
     assert u[0] == 128 and u[2] == 128 and u[1] == round(128 + 112 * 0.5 * 255 / 255)
     img = torch.zeros(2, 8, 3, dtype=torch.uint8)
     img[:, 3, 2] = 255  # odd column: shared by sites 1 and 2, a quarter each
-    u = rgb_to_nv12_reference(img)[2, 0::2].tolist()
+    u = rgb_to_nv12(img)[2, 0::2].tolist()
     assert u[1] == u[2] == 128 + 28 and u[0] == u[3] == 128
 
 
@@ -54,19 +55,19 @@ def test_round_trip_error_bound():
     yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(64.0), indexing="ij")
     img = torch.stack([xx / 63 * 220 + 20, yy / 47 * 200 + 30, (xx + yy) / 110 * 180 + 40], -1)
     img = (img + torch.rand(img.shape[:2], generator=g)[..., None] * 2).round().to(torch.uint8)
-    back = nv12_to_rgb_reference(rgb_to_nv12_reference(img))
+    back = nv12_to_rgb(rgb_to_nv12(img))
     err = (back.int() - img.int()).abs()
     assert err.max() <= 6 and err.float().mean() <= 1.0, (err.max(), err.float().mean())
     # flat colours come back to within the 8-bit limited-range quantisation (<= 2 LSB)
     for rgb in [(200, 30, 90), (12, 240, 128), (255, 255, 0)]:
         flat = torch.tensor(rgb, dtype=torch.uint8).expand(4, 4, 3).contiguous()
-        assert (nv12_to_rgb_reference(rgb_to_nv12_reference(flat)).int() - flat.int()).abs().max() <= 2
+        assert (nv12_to_rgb(rgb_to_nv12(flat)).int() - flat.int()).abs().max() <= 2
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (5, 4), (0, 2)])
 def test_odd_or_empty_sizes_are_refused(shape):
     with pytest.raises(Photo3DError, match="even width and height"):
-        rgb_to_nv12_reference(torch.zeros(*shape, 3, dtype=torch.uint8))
+        rgb_to_nv12(torch.zeros(*shape, 3, dtype=torch.uint8))
 
 
 def test_bad_input_is_refused():
@@ -106,11 +107,11 @@ def test_triton_matches_reference(interpret, shape, dtype, layout):
     out = torch.full((h * 3 // 2, w), 7, dtype=torch.uint8)  # poison: every byte must be written
     out[0, 0] = 201
     fast = triton_nv12(img, out=out)
-    ref = rgb_to_nv12_reference(img)
+    ref = rgb_to_nv12(img)
     # Same float32 operations in the same order: exact on the CPU interpreter. On a GPU,
     # FMA contraction may move a value across a .5 rounding edge: at most 1 LSB.
     torch.testing.assert_close(fast.int(), ref.int(), rtol=0, atol=0)
-    assert torch.equal(rgb_to_nv12(img, "triton"), ref)
+    assert torch.equal(select("nv12", "triton", img.device)[1].rgb_to_nv12(img), ref)
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="needs Triton (pip install photo3d_fast[triton]) running interpreted (TRITON_INTERPRET=1, the tests' default)")
@@ -121,18 +122,20 @@ def test_triton_refuses_odd_sizes(interpret):
         triton_nv12(torch.zeros(4, 7, 3, dtype=torch.uint8))
 
 
-def test_dispatcher_uses_torch_on_cpu(monkeypatch):
-    import photo3d_fast.nv12 as nv12
+def test_selector_uses_torch_on_cpu():
+    import photo3d_fast.ops.nv12 as reference
 
-    monkeypatch.setattr(nv12, "rgb_to_nv12_reference", lambda rgb: "reference")
-    assert nv12.rgb_to_nv12(torch.zeros(2, 2, 3, dtype=torch.uint8)) == "reference"
-    with pytest.raises(Photo3DError, match="kernels 'cuda'"):
-        nv12.rgb_to_nv12(torch.zeros(2, 2, 3, dtype=torch.uint8), "cuda")
+    assert select("nv12", "auto", "cpu") == ("torch", reference)
+    assert select("nv12", "torch", "cpu") == ("torch", reference)
+    with pytest.raises(Photo3DError, match="kernels 'metal'"):
+        select("nv12", "metal", "cpu")
+    with pytest.raises(Photo3DError, match="kernels cuda is not available"):
+        select("nv12", "cuda", "cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_triton_on_gpu_within_one_lsb():
     img = torch.randint(0, 256, (1080, 1920, 3), dtype=torch.uint8, device="cuda")
-    fast = rgb_to_nv12(img)
-    ref = rgb_to_nv12_reference(img)
+    fast = select("nv12", "auto", img.device)[1].rgb_to_nv12(img)
+    ref = rgb_to_nv12(img)
     assert (fast.int() - ref.int()).abs().max() <= 1

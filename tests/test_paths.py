@@ -9,8 +9,8 @@ import pytest
 
 from photo3d_fast import Photo3DError
 from photo3d_fast.config import PathConfig
-from photo3d_fast.paths import MAX_OVERSCAN, PRESETS, euler_xyz, keyframe_path, look_at, make_path, overscan_zoom, preset_path
-from photo3d_fast.scene import intrinsics_from_fov, zoom_intrinsics
+from photo3d_fast.scene.paths import MAX_OVERSCAN, PRESETS, euler_xyz, keyframe_path, look_at, make_path, overscan_zoom, preset_path
+from photo3d_fast.scene.camera import intrinsics_from_fov, zoom_intrinsics
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from photo3d_fast.config import PathConfig  # noqa: E402
 from photo3d_fast.errors import Photo3DError  # noqa: E402
-from photo3d_fast.paths import default_focus, make_path  # noqa: E402
+from photo3d_fast.scene.paths import default_focus, make_path  # noqa: E402
 from photo3d_fast.preview.chromium import Chromium, find_chromium  # noqa: E402
 from photo3d_fast.preview.server import MANIFEST_NAME, Previewer, make_app, safe_relative  # noqa: E402
 
@@ -241,7 +241,7 @@ def test_folder_manifest_saved_and_readable(previewer, folder):
         assert (folder / row["image"]).is_file()
         ClipOptions.from_kwargs(**clip_kwargs(row))
     try:
-        from photo3d_fast.batch import plan_batch
+        from photo3d_fast.batch.manifest import plan_batch
     except ImportError:
         return
     plan = plan_batch(folder / MANIFEST_NAME, folder / "clips")

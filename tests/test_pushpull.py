@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from photo3d_fast.pushpull import push_pull, fill_from_background
+from photo3d_fast.ops.fill import push_pull, fill_from_background
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (17, 33), (64, 48)])

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from photo3d_fast import Photo3DError, render_views
-from photo3d_fast.ldi import build_ldi, discontinuities
+from photo3d_fast.ops.grow import discontinuities
+from photo3d_fast.scene.ldi import build_ldi
 from photo3d_fast.render import Renderer
-from photo3d_fast.render import reference as ref
-from photo3d_fast.scene import intrinsics_from_fov, scale_intrinsics
+from photo3d_fast.ops import splat as ref
+from photo3d_fast.scene.camera import intrinsics_from_fov, scale_intrinsics
 
 
 def _pose(tx=0.0, ty=0.0, tz=0.0, yaw_deg=0.0) -> np.ndarray:
@@ -272,7 +273,7 @@ def test_auto_frames_per_launch():
 def test_render_path_in_batches_equals_frame_by_frame(n):
     """A batched path yields the same frames, in order, as one frame per launch, including
     a last batch that is not full."""
-    from photo3d_fast.paths import CameraPath
+    from photo3d_fast.scene.paths import CameraPath
 
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)

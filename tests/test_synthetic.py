@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from photo3d_fast.paths import default_focus, look_at, preset_path
+from photo3d_fast.scene.paths import default_focus, look_at, preset_path
 from photo3d_fast.render import render_views
-from photo3d_fast.scene import intrinsics_from_fov
+from photo3d_fast.scene.camera import intrinsics_from_fov
 from photo3d_fast.synthetic import (
     KINDS,
     Box,

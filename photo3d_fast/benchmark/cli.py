@@ -18,9 +18,13 @@ from pathlib import Path
 
 import torch
 
+from ..device import resolve_device
 from ..errors import Photo3DError
-from ..render.dispatch import resolve_device
+from ..scene.paths import PRESETS
+from ..synthetic import KINDS
 from . import report, stages
+from .peer import depthflow_side_by_side
+from .quality import quality_suite
 from .timing import copy_bandwidth, environment
 
 #: The clips whose cost is reported: label, size, seconds, fps. --quick costs a 180p clip
@@ -48,9 +52,6 @@ def run_suite(quick: bool = False, device: str = "auto", sizes: list[str] | None
               clips: bool = True, quiet: bool = False) -> dict:
     """Run the suite; returns the result dict (see report.SCHEMA). clip_frames: frames
     measured per clip (None: all; -1: the plan's default)."""
-    from ..synthetic import KINDS
-    from ..paths import PRESETS
-    from .quality import quality_suite
 
     dev = resolve_device(device)
     plan = suite_plan(quick, dev)
@@ -151,7 +152,6 @@ def bench_command(args: argparse.Namespace) -> None:
                        render_reps=args.reps, clip_frames=None if args.clip_frames == 0 else args.clip_frames,
                        quality=not args.no_quality, clips=not args.no_clips)
     if args.peer_depthflow:
-        from .peer import depthflow_side_by_side
 
         result["peer"] = depthflow_side_by_side(args.peer_depthflow, resolve_device(args.device))
     report.print_report(result)

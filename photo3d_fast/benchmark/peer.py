@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..depth import estimate_disparity
+from ..scene.camera import normalize_disparity
 from .stages import size_label, write_photo
 
 
@@ -48,8 +50,6 @@ def depthflow_side_by_side(exe: str, device: torch.device, size: tuple[int, int]
     import imageio_ffmpeg
     from PIL import Image
 
-    from ..depth import estimate_disparity
-    from ..scene import normalize_disparity
 
     w, h = size
     result = {"name": "depthflow", "size": size_label(size), "frames": round(seconds * fps), "fps": fps,

@@ -46,12 +46,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import ldi as ldi_mod
+from ..config import KERNEL_CHOICES
+from ..depth import estimate_disparity, local_depth_methods
+from ..device import resolve_device
 from ..errors import Photo3DError
-from ..paths import PRESETS, default_focus, preset_path
 from ..render import Renderer
-from ..render.dispatch import resolve_device
-from ..scene import zoom_intrinsics
+from ..scene import ldi as ldi_mod
+from ..scene.camera import zoom_intrinsics
+from ..scene.paths import PRESETS, default_focus, preset_path
 from ..synthetic import KINDS, make_scene, near_depth_edges, reference_camera, visibility
 from .timing import environment
 
@@ -206,7 +208,6 @@ def depth_accuracy(size: tuple[int, int], kinds: list[str], seeds: list[int],
 
     Returns (rows: one per method with mean AbsRel, mean delta<1.25 over scenes, scenes,
     seconds per image; notes on backends that could not run)."""
-    from ..depth import estimate_disparity, local_depth_methods
 
     methods = methods or local_depth_methods()  # never a download inside a benchmark
     K = reference_camera(size)
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     ap.add_argument("--frames", type=int, help="frames per path (default 8, 4 with --quick)")
     ap.add_argument("--amount", type=float, default=1.0, help="path amount (parallax strength)")
-    ap.add_argument("--kernels", default="auto", choices=("auto", "torch", "triton", "cuda"))
+    ap.add_argument("--kernels", default="auto", choices=KERNEL_CHOICES)
     args = ap.parse_args(argv)
 
     if args.size:

@@ -27,13 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import EncodeConfig, PathConfig, RenderConfig
-from ..depth import estimate_disparity
+from ..config import BACKENDS, EncodeConfig, PathConfig, RenderConfig
+from ..depth import estimate_disparity, local_depth_methods
+from ..encode import writers as encode
 from ..errors import Photo3DError
-from ..ldi import build_ldi, ldi_params_for_motion
-from ..paths import default_focus, preset_path
-from ..render.dispatch import KERNEL_CHOICES, select_kernels
-from ..scene import intrinsics_from_fov
+from ..io import load_image
+from ..ops.backends import select
+from ..pipeline import SAMPLE_IMAGE, ClipOptions, DepthConfig, prepare_photo, render_into
+from ..scene.camera import intrinsics_from_fov
+from ..scene.ldi import build_ldi, ldi_params_for_motion
+from ..scene.paths import default_focus, preset_path
 from .timing import measure, summary
 
 #: Named sizes (W, H); any WxH is accepted too.
@@ -84,7 +87,6 @@ def sample_photo(size: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8: the bundled sample photo fitted to size (W, H)."""
     from PIL import Image, ImageOps
 
-    from ..pipeline import SAMPLE_IMAGE
 
     with Image.open(SAMPLE_IMAGE) as im:
         return np.asarray(ImageOps.fit(im.convert("RGB"), size, Image.Resampling.LANCZOS))
@@ -126,7 +128,6 @@ def _scene_setup(size: tuple[int, int], n_frames: int):
 
 def bench_decode(size: tuple[int, int], reps: int, directory: Path) -> dict:
     """JPEG decode + EXIF orientation + RGB conversion (io.load_image), host."""
-    from ..io import load_image
 
     path = write_photo(size, directory)
     times = measure(lambda: load_image(path), "cpu", reps=reps, warmup=1)
@@ -136,7 +137,6 @@ def bench_decode(size: tuple[int, int], reps: int, directory: Path) -> dict:
 def depth_methods() -> list[str]:
     """Every depth backend that runs here without a download (cues, and the learned models
     whose weights are here): a benchmark must never start fetching gigabytes."""
-    from ..depth import local_depth_methods
 
     return local_depth_methods()
 
@@ -164,11 +164,9 @@ def bench_ldi(size: tuple[int, int], layers: int, reps: int, device: torch.devic
 def render_impls(device: torch.device) -> tuple[list[str], list[str]]:
     """(renderer implementations that load on device, notes on those that do not)."""
     ok, skipped = [], []
-    for name in KERNEL_CHOICES:
-        if name == "auto":
-            continue
+    for name in reversed(BACKENDS):
         try:
-            select_kernels(name, device)
+            select("splat", name, device)
         except Photo3DError as e:
             skipped.append(f"render {name}: unavailable ({e})")
             continue
@@ -194,7 +192,7 @@ def bench_render(impl_name: str, size: tuple[int, int], device: torch.device, re
     # one scene and path whatever the batch size, so rows of different batch sizes compare
     image, depth, K, path, kw = _scene_setup(size, reps + warmup)
     ldi = build_ldi(image, depth, K, layers=2, device=device, **kw)
-    _, impl = select_kernels(impl_name, device)
+    _, impl = select("splat", impl_name, device)
     grid = impl.prepare(ldi)
     Kt = torch.tensor(K, dtype=torch.float32, device=device)
     poses = torch.tensor(np.asarray(path.poses), dtype=torch.float32, device=device)
@@ -237,7 +235,6 @@ def encoder_label(config: EncodeConfig) -> str:
 def open_video(path: Path, fps: float, size: tuple[int, int], config: EncodeConfig):
     """The pipeline's video sink for ``config`` (encode.open_video, which resolves the
     encoder; VideoWriter where that does not exist)."""
-    from .. import encode
 
     opener = getattr(encode, "open_video", None)
     if opener is not None:
@@ -290,8 +287,6 @@ def bench_clip(size: tuple[int, int], seconds: float, fps: float, measure_frames
     handed to the encoder through a bounded queue, so once it is full the per-frame time
     is the slower of render and encode; measure at least ~20 frames for a steady rate.
     None measures the whole clip. Returns (row, clip record)."""
-    from ..io import load_image
-    from ..pipeline import ClipOptions, DepthConfig, prepare_photo, render_into
 
     n_total = round(seconds * fps)
     n = n_total if not measure_frames or measure_frames >= n_total else max(2, measure_frames)

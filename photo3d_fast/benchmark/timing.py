@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import __version__
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -132,7 +134,6 @@ def environment(device: torch.device | str) -> dict:
     """Where numbers were taken: device, driver, library versions, commit, date (UTC)."""
     import PIL
 
-    from .. import __version__
 
     device = torch.device(device)
     env = {

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engines.registry import models_for
+from ..engines.registry import get_spec, models_for
+from ..engines.weights import available_locally
 from ..errors import Photo3DError
-from .backends import EngineOptions
+from .backends import EngineOptions, best_local_model, estimate_with_model
+from .cues import estimate_disparity_cues
 
 DEPTH_MODELS = tuple(s.name for s in models_for("depth"))
 DEPTH_METHODS = ("auto", "cues", *DEPTH_MODELS)
@@ -22,7 +24,6 @@ __all__ = ["DEPTH_METHODS", "DEPTH_MODELS", "EngineOptions", "estimate_disparity
 
 def is_depth_method(name: str) -> bool:
     """Whether ``name`` names a depth method (a model alias included), not a file."""
-    from ..engines.registry import get_spec
 
     if name in ("auto", "cues"):
         return True
@@ -36,8 +37,6 @@ def is_depth_method(name: str) -> bool:
 def local_depth_methods() -> list[str]:
     """The depth backends that run here without a download: cues and every model whose
     weights are in the cache (or its package)."""
-    from ..engines.registry import get_spec
-    from ..engines.weights import available_locally
 
     return ["cues", *(m for m in DEPTH_MODELS if available_locally(get_spec(m)))]
 
@@ -57,7 +56,6 @@ def estimate_disparity(image: np.ndarray, method: str = "auto", options: EngineO
         )
     options = options or EngineOptions()
     if method == "auto":
-        from .backends import best_local_model
 
         if options.weights is not None:
             raise Photo3DError("--weights needs --depth MODEL: say which model the file holds")
@@ -67,7 +65,6 @@ def estimate_disparity(image: np.ndarray, method: str = "auto", options: EngineO
             return disparity, f"{note}; auto: best depth model with weights here"
     elif method != "cues":
         return _learned(image, method, options, quiet)
-    from .cues import estimate_disparity_cues
 
     note = "cues (embedded estimator; learned models are better)"
     if method == "auto":
@@ -76,6 +73,5 @@ def estimate_disparity(image: np.ndarray, method: str = "auto", options: EngineO
 
 
 def _learned(image: np.ndarray, name: str, options: EngineOptions, quiet: bool) -> tuple[np.ndarray, str]:
-    from .backends import estimate_with_model
 
     return estimate_with_model(image, name, options, quiet)

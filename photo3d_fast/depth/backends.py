@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engines import load_engine
 from ..engines.registry import ModelSpec, get_spec, models_for
+from ..engines.weights import available_locally
+from .learned import DEPTH_ANYTHING_PREPROCESS, MIDAS_PREPROCESS, network_size, run_depth_model
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,6 @@ def preprocess_for(spec: ModelSpec, height: int | None = None, width: int | None
     would exceed ``MAX_NETWORK_SIDE`` on the long side."""
     import dataclasses
 
-    from .learned import DEPTH_ANYTHING_PREPROCESS, MIDAS_PREPROCESS, network_size
 
     prep = MIDAS_PREPROCESS if spec.name.startswith("midas") else DEPTH_ANYTHING_PREPROCESS
     if height is None or width is None:
@@ -49,7 +51,6 @@ def preprocess_for(spec: ModelSpec, height: int | None = None, width: int | None
 
 def network_input_shape(spec: ModelSpec, height: int, width: int) -> tuple[int, int, int, int]:
     """(1, 3, h, w): the engine input for a photo of height x width pixels."""
-    from .learned import network_size
 
     h, w = network_size(height, width, preprocess_for(spec, height, width))
     return (1, 3, h, w)
@@ -57,7 +58,6 @@ def network_input_shape(spec: ModelSpec, height: int, width: int) -> tuple[int, 
 
 def best_local_model() -> ModelSpec | None:
     """The best depth model whose weights are here (no download), or None."""
-    from ..engines.weights import available_locally
 
     return next((s for s in models_for("depth") if available_locally(s)), None)
 
@@ -66,8 +66,6 @@ def estimate_with_model(image: np.ndarray, name: str, options: EngineOptions = E
                         quiet: bool = False) -> tuple[np.ndarray, str]:
     """Disparity (H, W) float32 in [0, 1] (1 = nearest) of ``image`` ((H, W, 3) uint8) from
     the learned model ``name``, and a note naming model, runtime and licence."""
-    from ..engines import load_engine
-    from .learned import run_depth_model
 
     spec = get_spec(name, task="depth")
     shape = network_input_shape(spec, *image.shape[:2])

@@ -23,14 +23,15 @@ from typing import Callable
 
 import torch
 
+from ..config import PRECISIONS, RUNTIMES
+from ..device import resolve_device
 from ..errors import Photo3DError
-from ..render.dispatch import resolve_device
 from .cache import EngineKey, cache_dir, weights_id
+from .export import export_onnx
 from .registry import MODELS, ModelSpec, get_spec, models_for
 from .runtimes import Engine, OrtEngine, TorchEngine, onnxruntime_providers
-
-RUNTIMES = ("auto", "tensorrt", "onnxruntime", "torch", "torch-compile")
-PRECISIONS = ("auto", "fp32", "fp16")
+from .tensorrt import TrtEngine, build_plan, gpu_id, tensorrt_version
+from .weights import weight_files
 
 __all__ = [
     "MODELS", "PRECISIONS", "RUNTIMES", "Engine", "EngineKey", "ModelSpec", "cache_dir", "engine_from_module",
@@ -83,7 +84,6 @@ def _precision(precision: str, device: torch.device) -> str:
 def _device_id(device: torch.device) -> str:
     if device.type != "cuda":
         return "cpu"
-    from .tensorrt import gpu_id
 
     return gpu_id(device)
 
@@ -138,7 +138,6 @@ def engine_from_module(
     if rt in ("torch", "torch-compile"):
         engine: Engine = TorchEngine(network(), name, shape, prec, dev, compile=rt == "torch-compile")
     else:
-        from .tensorrt import tensorrt_version
 
         key = EngineKey(name, weights, shape, prec, _device_id(dev), rt,
                         (tensorrt_version() or "") if rt == "tensorrt" else "")
@@ -148,7 +147,6 @@ def engine_from_module(
 
 
 def _compiled(network: Callable[[], torch.nn.Module], key: EngineKey, dev: torch.device, quiet: bool) -> Engine:
-    from .export import export_onnx
 
     onnx_path = key.onnx_path()
     build_s = 0.0
@@ -183,7 +181,6 @@ def _compiled(network: Callable[[], torch.nn.Module], key: EngineKey, dev: torch
 
 
 def _tensorrt(onnx_path: Path, key: EngineKey, dev: torch.device, quiet: bool) -> Engine:
-    from .tensorrt import TrtEngine, build_plan
 
     plan = key.plan_path()
     hit, t0 = plan.is_file(), time.perf_counter()
@@ -208,7 +205,6 @@ def load_engine(
     """The engine of registry model ``model`` (see ``MODELS``) for a float32 input of
     ``shape`` (N, C, H, W). Weights come from ``weights`` (a file or directory), the cache,
     or their public home (once, when ``fetch``)."""
-    from .weights import weight_files
 
     spec = get_spec(model)
     files = weight_files(spec, weights, fetch=fetch, quiet=quiet)

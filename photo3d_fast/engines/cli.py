@@ -6,7 +6,13 @@ import argparse
 import sys
 import time
 
+from ..depth.backends import network_input_shape
 from ..errors import Photo3DError
+from . import PRECISIONS, RUNTIMES, load_engine
+from .cache import cache_dir, clear
+from .doctor import main
+from .registry import MODELS, get_spec
+from .weights import available_locally, weight_files
 
 ENGINES_EPILOG = """\
 examples:
@@ -35,7 +41,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def add_engine_options(group: argparse._ArgumentGroup) -> None:
     """--runtime/--precision, shared by render, depth, batch and engines build."""
-    from . import PRECISIONS, RUNTIMES
 
     group.add_argument("--runtime", default="auto", choices=RUNTIMES,
                        help="how learned models run (default auto: TensorRT on a GPU if installed, else "
@@ -46,7 +51,6 @@ def add_engine_options(group: argparse._ArgumentGroup) -> None:
 
 
 def add_engines_parser(sub) -> None:
-    from .registry import MODELS
 
     names = ", ".join(MODELS)
     p = sub.add_parser("engines", help="list, fetch, prebuild or clear learned-model engines",
@@ -82,8 +86,6 @@ def add_engines_parser(sub) -> None:
 
 
 def _list(args: argparse.Namespace) -> None:
-    from .registry import MODELS
-    from .weights import available_locally
 
     print(f"{'model':26} {'task':8} {'weights':8} licence")
     for spec in MODELS.values():
@@ -92,8 +94,6 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> None:
-    from .registry import get_spec
-    from .weights import weight_files
 
     spec = get_spec(args.model)
     files = weight_files(spec, fetch=True)
@@ -104,7 +104,6 @@ def _fetch(args: argparse.Namespace) -> None:
 def engine_shape(spec, size: tuple[int, int], tile: int = 256, batch: int = 1) -> tuple[int, int, int, int]:
     """The input shape of ``spec``'s engine for photos of ``size`` (W, H) or for tiles."""
     if spec.task == "depth":
-        from ..depth.backends import network_input_shape
 
         return network_input_shape(spec, size[1], size[0])
     if tile < 16 or batch < 1:
@@ -113,8 +112,6 @@ def engine_shape(spec, size: tuple[int, int], tile: int = 256, batch: int = 1) -
 
 
 def _build(args: argparse.Namespace) -> None:
-    from . import load_engine
-    from .registry import get_spec
 
     spec = get_spec(args.model)
     shape = engine_shape(spec, args.size, args.tile, args.batch)
@@ -130,7 +127,6 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _clear(args: argparse.Namespace) -> None:
-    from .cache import cache_dir, clear
 
     what = ("onnx", "tensorrt") + (("hub", "weights") if args.weights else ())
     n = clear(what=what)
@@ -138,6 +134,5 @@ def _clear(args: argparse.Namespace) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> None:
-    from .doctor import main
 
     main(as_json=args.json, probe=args.probe)

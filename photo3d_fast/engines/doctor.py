@@ -13,6 +13,17 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .. import __version__
+from ..config import BACKENDS
+from ..encode.formats import ffmpeg_encoders, ffmpeg_exe, probe_ffmpeg_encoder, probe_nvenc
+from ..ops.backends import status
+from . import _has_tensorrt
+from .cache import cache_dir
+from .registry import MODELS
+from .runtimes import onnxruntime_providers
+from .tensorrt import tensorrt_version
+from .weights import available_locally
+
 
 @dataclass
 class Check:
@@ -34,9 +45,6 @@ def _gpus() -> list[Check]:
 
 
 def _runtimes() -> list[Check]:
-    from . import _has_tensorrt
-    from .runtimes import onnxruntime_providers
-    from .tensorrt import tensorrt_version
 
     rows = [Check("runtime", "torch", True, f"{torch.__version__}" + (", torch.compile on GPU" if torch.cuda.is_available() else ""))]
     providers = onnxruntime_providers()
@@ -58,22 +66,10 @@ def _runtimes() -> list[Check]:
 
 
 def _kernels() -> list[Check]:
-    from ..kernels import triton_status
-    from ..render import cuda as cuda_kernels
-    from ..errors import Photo3DError
-
-    ok, why = triton_status()
-    rows = [Check("kernels", "torch", True, "reference renderer (always available)"), Check("kernels", "triton", ok, why)]
-    try:
-        cuda_kernels.load()
-        rows.append(Check("kernels", "cuda", torch.cuda.is_available(), "photo3d_fast._C built" + ("" if torch.cuda.is_available() else ", but no CUDA GPU")))
-    except Photo3DError as e:
-        rows.append(Check("kernels", "cuda", False, str(e).split(";")[0].removeprefix("--kernels cuda is not available: ")))
-    return rows
+    return [Check("kernels", backend, *status(backend)) for backend in reversed(BACKENDS)]
 
 
 def _encoders(probe: bool) -> list[Check]:
-    from ..formats import ffmpeg_encoders, ffmpeg_exe, probe_ffmpeg_encoder, probe_nvenc
 
     rows = []
     if probe:
@@ -97,8 +93,6 @@ def _encoders(probe: bool) -> list[Check]:
 
 
 def _models() -> list[Check]:
-    from .registry import MODELS
-    from .weights import available_locally
 
     rows = []
     for spec in MODELS.values():
@@ -111,7 +105,6 @@ def _models() -> list[Check]:
 
 
 def _cache() -> list[Check]:
-    from .cache import cache_dir
 
     root = cache_dir()
     if not root.exists():
@@ -123,7 +116,6 @@ def _cache() -> list[Check]:
 
 def run_checks(probe: bool = True) -> list[Check]:
     """Every check; ``probe`` also opens encoder sessions (a second or two)."""
-    from .. import __version__
 
     head = Check("system", "photo3d_fast", True,
                  f"{__version__}, Python {platform.python_version()}, {platform.system()} {platform.machine()}")

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from ..errors import Photo3DError
+from ..models.rrdbnet import RRDBNet
+from ..models.srvgg import SRVGGNetCompact
 
 MAGIC = 7767517
 TAG_FP16 = 0x01306B47
@@ -403,7 +405,6 @@ def srvgg_state_dict_from_ncnn(param_path: str | Path, bin_path: str | Path) -> 
 
 def rrdbnet_from_ncnn(param_path: str | Path, bin_path: str | Path) -> torch.nn.Module:
     """An eval-mode :class:`RRDBNet` sized from the ncnn file, with its weights loaded."""
-    from ..models.rrdbnet import RRDBNet
 
     kwargs, sd = _rrdbnet_convert(read_ncnn(param_path, bin_path))
     net = RRDBNet(**kwargs)
@@ -413,7 +414,6 @@ def rrdbnet_from_ncnn(param_path: str | Path, bin_path: str | Path) -> torch.nn.
 
 def srvgg_from_ncnn(param_path: str | Path, bin_path: str | Path) -> torch.nn.Module:
     """An eval-mode :class:`SRVGGNetCompact` sized from the ncnn file (``out_scale`` 2/3/4)."""
-    from ..models.srvgg import SRVGGNetCompact
 
     kwargs, sd = _srvgg_convert(read_ncnn(param_path, bin_path))
     net = SRVGGNetCompact(**kwargs)  # type: ignore[arg-type]

@@ -12,6 +12,11 @@ from typing import Callable
 import torch
 
 from ..errors import Photo3DError
+from ..models.depth_anything import depth_anything_v2, load_depth_anything_v2_weights
+from ..models.midas import load_midas_weights, midas_dpt_large
+from ..models.rrdbnet import RRDBNet
+from ..models.srvgg import SRVGGNetCompact
+from .ncnn import rrdbnet_state_dict_from_ncnn, srvgg_state_dict_from_ncnn
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,6 @@ class ModelSpec:
 
 def _dav2(variant: str) -> Callable[[], torch.nn.Module]:
     def build() -> torch.nn.Module:
-        from ..models.depth_anything import depth_anything_v2
 
         return depth_anything_v2(variant)
 
@@ -74,43 +78,36 @@ def _dav2(variant: str) -> Callable[[], torch.nn.Module]:
 
 
 def _load_dav2(module: torch.nn.Module, files: list[Path]) -> None:
-    from ..models.depth_anything import load_depth_anything_v2_weights
 
     load_depth_anything_v2_weights(module, files[0])
 
 
 def _midas() -> torch.nn.Module:
-    from ..models.midas import midas_dpt_large
 
     return midas_dpt_large()
 
 
 def _load_midas(module: torch.nn.Module, files: list[Path]) -> None:
-    from ..models.midas import load_midas_weights
 
     load_midas_weights(module, files[0])
 
 
 def _rrdbnet() -> torch.nn.Module:
-    from ..models.rrdbnet import RRDBNet
 
     return RRDBNet()
 
 
 def _load_rrdbnet(module: torch.nn.Module, files: list[Path]) -> None:
-    from .ncnn import rrdbnet_state_dict_from_ncnn
 
     module.load_state_dict(rrdbnet_state_dict_from_ncnn(files[0], files[1]))
 
 
 def _srvgg() -> torch.nn.Module:
-    from ..models.srvgg import SRVGGNetCompact
 
     return SRVGGNetCompact()
 
 
 def _load_srvgg(module: torch.nn.Module, files: list[Path]) -> None:
-    from .ncnn import srvgg_state_dict_from_ncnn
 
     module.load_state_dict(srvgg_state_dict_from_ncnn(files[0], files[1]))
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import Photo3DError
+
 __all__ = ["FeatureFusionBlock", "ResidualConvUnit", "fuse", "make_scratch"]
 
 
@@ -104,7 +106,6 @@ def load_checkpoint(
     """
     from pathlib import Path
 
-    from ..errors import Photo3DError
 
     path = Path(path)
     try:

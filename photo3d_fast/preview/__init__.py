@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import KERNEL_CHOICES
+
 DEFAULT_PORT = 8765
 
 
@@ -43,7 +45,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)d; 0 picks a free one)")
     p.add_argument("--max-side", type=int, default=1024,
                    help="longer side of the LDI sent to the browser, pixels (default %(default)d); export uses full resolution")
-    p.add_argument("--kernels", default="auto", choices=("auto", "torch", "triton", "cuda"),
+    p.add_argument("--kernels", default="auto", choices=KERNEL_CHOICES,
                    help="renderer for export and server-side frames (default auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("-q", "--quiet", action="store_true", help="no request log")

@@ -41,7 +41,28 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..config import BACKENDS, SceneConfig
+from ..depth import DEPTH_METHODS, local_depth_methods
+from ..device import resolve_device
+from ..encode.writers import VideoWriter
 from ..errors import Photo3DError
+from ..io import load_image, resize_map
+from ..ops.backends import status
+from ..pipeline import (
+    SAMPLE_IMAGE,
+    ClipOptions,
+    DepthConfig,
+    PreparedPhoto,
+    output_size,
+    plan_clip,
+    render_into,
+    scene_depth,
+)
+from ..render import Renderer
+from ..scene.camera import scale_intrinsics, scene_intrinsics
+from ..scene.ldi import build_ldi, ldi_params_for_motion
+from ..scene.paths import ALIASES, BASE_RADIUS, PRESETS, default_focus, preset_path
+from .jobs import JobQueue
 
 try:  # the optional dependency, named in the error
     from aiohttp import WSMsgType, web
@@ -109,9 +130,6 @@ def clean_options(options: dict) -> dict:
     Refuses unknown names, keyframe files and depth-map files: the page may only choose
     among presets and depth methods, so no request can make the server read a file.
     """
-    from ..depth import DEPTH_METHODS
-    from ..paths import ALIASES, PRESETS
-    from ..pipeline import ClipOptions
 
     if not isinstance(options, dict):
         raise Photo3DError("options must be a JSON object")
@@ -206,8 +224,6 @@ class Previewer:
 
     def __init__(self, photo: Path | None = None, folder: Path | None = None, manifest: Path | None = None,
                  max_side: int = 1024, kernels: str = "auto", device: str = "auto", work_dir: Path | None = None) -> None:
-        from ..render.dispatch import resolve_device
-        from .jobs import JobQueue
 
         if (photo is None) == (folder is None):
             raise Photo3DError("give either a photo or --folder DIR")
@@ -253,7 +269,6 @@ class Previewer:
         return path
 
     def _photo(self, image: str):
-        from ..io import load_image
 
         path = self.photo_path(image)
         with self._lock:
@@ -263,9 +278,6 @@ class Previewer:
 
     def prepared(self, image: str, fov: float | None, depth: str):
         """PreparedPhoto of ``image``: depth computed once per (photo, depth method)."""
-        from ..config import SceneConfig
-        from ..pipeline import DepthConfig, PreparedPhoto, scene_depth
-        from ..scene import scene_intrinsics
 
         photo = self._photo(image)
         scene = SceneConfig(fov=fov)
@@ -283,11 +295,6 @@ class Previewer:
 
     def scene(self, image: str, fov: float | None = None, depth: str = "auto") -> Scene:
         """The preview LDI of a photo (built once per photo, fov and depth method)."""
-        from ..io import resize_map
-        from ..ldi import build_ldi, ldi_params_for_motion
-        from ..paths import default_focus, preset_path
-        from ..render import Renderer
-        from ..scene import scale_intrinsics
 
         key = (image, fov, depth)
         with self._lock:
@@ -318,7 +325,6 @@ class Previewer:
         return scene
 
     def scene_json(self, image: str, fov: float | None, depth: str) -> dict:
-        from ..paths import BASE_RADIUS
 
         sc = self.scene(image, fov, depth)
         w, h = sc.ldi.size
@@ -366,7 +372,6 @@ class Previewer:
     # paths -----------------------------------------------------------------------
     def poses(self, image: str, options: dict) -> dict:
         """The clip's poses exactly as export renders them (``pipeline.plan_clip``)."""
-        from ..pipeline import ClipOptions, plan_clip
 
         opts = ClipOptions.from_kwargs(**clip_kwargs(options))
         plan = plan_clip(self.prepared(image, opts.scene.fov, opts.depth.source), opts)
@@ -407,8 +412,6 @@ class Previewer:
 
     # export ------------------------------------------------------------------------
     def _render_job(self, job, progress, set_total) -> None:
-        from ..encode import VideoWriter
-        from ..pipeline import ClipOptions, output_size, render_into
 
         opts = ClipOptions.from_kwargs(**clip_kwargs(job.options), kernels=self.kernels, device=str(self.device))
         set_total(opts.path.n_frames)
@@ -480,9 +483,6 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
     Host header is not localhost (a web page elsewhere cannot reach us by DNS rebinding);
     close_on_cleanup: close the previewer (jobs, temporary clips) when the app stops."""
     _require_web()
-    from ..depth import DEPTH_METHODS, local_depth_methods
-    from ..paths import PRESETS
-    from ..render.dispatch import select_kernels
 
     loop_hosts = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
@@ -529,13 +529,7 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
         return web.Response(body=(STATIC_DIR / name).read_bytes(), content_type=STATIC_FILES[name])
 
     async def info(request):
-        kernels = []
-        for k in ("torch", "triton", "cuda"):
-            try:
-                select_kernels(k, previewer.device)
-                kernels.append(k)
-            except Exception:
-                pass
+        kernels = [k for k in reversed(BACKENDS) if status(k)[0]]
         return web.json_response({
             "mode": previewer.mode,
             "photos": previewer.photos,
@@ -677,7 +671,6 @@ def serve(args) -> None:
     _require_web()
     import socket
 
-    from ..pipeline import SAMPLE_IMAGE
 
     if args.folder is not None and (args.image is not None or args.sample):
         raise Photo3DError("give a photo, --sample or --folder DIR, not several")

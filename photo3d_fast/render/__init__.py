@@ -1,8 +1,9 @@
 """Rendering an LDI from new cameras: the public entry points and the implementation choice.
 
-The math lives in ``reference.py`` (torch); fast kernels implement the same two
-functions, ``prepare(ldi)`` and ``render_frame(grid, c2w, K, size)``, plus the batched
-``render_frames(grid, c2ws, Ks, size)``, and are picked by ``dispatch.select_kernels``.
+The math is the op ``splat``: its torch reference ``ops/splat.py`` and its fast twins
+(``kernels/splat.py``, ``csrc/splat.cu``) implement ``prepare(ldi)``,
+``render_frame(grid, c2w, K, size)`` and the batched ``render_frames(grid, c2ws, Ks, size)``;
+``ops.backends.select`` picks one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import numpy as np
 import torch
 
 from ..config import check_frames_per_launch
+from ..device import resolve_device
 from ..errors import Photo3DError
-from ..ldi import LDI, build_ldi, ldi_params_for_motion
-from ..paths import CameraPath
-from ..scene import scale_intrinsics, validate_depth, zoom_intrinsics
-from .dispatch import resolve_device, select_kernels
-
+from ..ops.backends import select
+from ..scene.camera import scale_intrinsics, validate_depth, zoom_intrinsics
+from ..scene.ldi import LDI, build_ldi, ldi_params_for_motion
+from ..scene.paths import CameraPath
 
 #: Most frames one launch renders when the batch size is automatic: past a handful of
 #: frames the per-frame fixed costs batching saves are already small.
@@ -55,7 +56,7 @@ class Renderer:
     def __init__(self, ldi: LDI, kernels: str = "auto", frames_per_launch: int | None = None) -> None:
         check_frames_per_launch(frames_per_launch)
         self.ldi = ldi
-        self.kernels, self._impl = select_kernels(kernels, ldi.device)
+        self.kernels, self._impl = select("splat", kernels, ldi.device)
         self.frames_per_launch = frames_per_launch
         self._grid = self._impl.prepare(ldi)
 

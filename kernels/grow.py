@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from photo3d_fast.pushpull import fill_from_background
+from photo3d_fast.ops.fill import fill_from_background
 
 BLOCK = 256
 

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ldi import LDI
-from ..pushpull import fill_from_background, fill_frames
+from ..scene.ldi import LDI
+from .fill import fill_frames, fill_from_background
 
 #: Footprints are enlarged by this factor so that rotated or sheared texel grids (whose
 #: projected boxes are not axis-aligned) still overlap and leave no cracks.

@@ -5,54 +5,32 @@ Needs: ``pip install photo3d_fast[nvenc]`` (PyNvVideoCodec), an NVIDIA GPU *with
 engine* and its driver. Data-centre compute GPUs (A100, H100, H200) have no NVENC; on
 those `--encoder auto` falls back to the CPU encoders and says so.
 
-NOT VERIFIED ON HARDWARE: this module was written against PyNvVideoCodec's documented
-API (CreateEncoder(width, height, "NV12", usecpuinputbuffer=False, **options), Encode,
-EndEncode) on a machine without a GPU. Its plumbing (NV12 conversion, bitstream queue,
-muxing, failure cleanup) is tested with a stand-in module backed by libx264; the real
-library and hardware were never run.
+The API used is PyNvVideoCodec's documented one (CreateEncoder(width, height, "NV12",
+usecpuinputbuffer=False, **options), Encode, EndEncode). The tests run the plumbing (NV12
+conversion, bitstream queue, muxing, failure cleanup) with a stand-in module backed by
+libx264; the README's table says how far the real library has been run.
 
 Per frame, nothing but the compressed bitstream crosses to the host: the caller's thread
-converts the frame to NV12 (Triton kernel when usable, else the torch reference, both on
-the GPU) and calls Encode; the bitstream goes through the writer thread's queue into
+converts the frame to NV12 (the op ``nv12``, its fastest implementation on the GPU) and calls Encode; the bitstream goes through the writer thread's queue into
 ffmpeg's stdin.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
-from .config import EncodeConfig
-from .encode import _FfmpegSink
-from .errors import Photo3DError, warn
-from .formats import Plan, ffmpeg_exe, ffmpeg_rate, nvenc_preset, plan_output, quality
+import torch
 
-NEEDS = ("PyNvVideoCodec (pip install 'photo3d_fast[nvenc]'), a CUDA build of torch, and an "
-         "NVIDIA GPU with an NVENC engine (not A100/H100/H200)")
-UNVERIFIED = "the nvenc encoder was written against PyNvVideoCodec's documentation and not verified on hardware"
-
-
-def import_pynvvideocodec() -> Any:
-    """The PyNvVideoCodec module, or Photo3DError naming the extra to install."""
-    try:
-        import PyNvVideoCodec
-    except ImportError as e:
-        raise Photo3DError(f"--encoder nvenc needs {NEEDS}; PyNvVideoCodec is not installed ({e}); "
-                           f"{UNVERIFIED}; --encoder auto picks a working encoder") from e
-    return PyNvVideoCodec
+from ..config import EncodeConfig, parse_bitrate
+from ..errors import Photo3DError, warn
+from ..ops.backends import select
+from .formats import OutputPlan, ffmpeg_exe, ffmpeg_rate, nvenc_preset, plan_output, quality
+from .pynvvideocodec import encoder_device, import_pynvvideocodec
+from .sink import FfmpegSink
 
 
-def encoder_device(gpu_id: int | None = None) -> Any:
-    """The torch CUDA device frames are encoded on, or Photo3DError."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise Photo3DError(f"--encoder nvenc needs {NEEDS}; torch sees no CUDA GPU here")
-    return torch.device("cuda", torch.cuda.current_device() if gpu_id is None else gpu_id)
-
-
-def encoder_options(plan: Plan, config: EncodeConfig, fps: float, device: Any) -> dict[str, str]:
+def encoder_options(plan: OutputPlan, config: EncodeConfig, fps: float, device: Any) -> dict[str, str]:
     """CreateEncoder keyword options (PyNvVideoCodec takes them as strings)."""
     opts = {"codec": plan.codec, "preset": nvenc_preset(config.encoder_preset).upper(),
             "tuning_info": "high_quality", "fps": str(max(1, round(fps))), "colorspace": "bt709"}
@@ -70,38 +48,7 @@ def encoder_options(plan: Plan, config: EncodeConfig, fps: float, device: Any) -
     return opts
 
 
-def parse_bitrate(text: str) -> int:
-    """'8M' -> 8000000, '2500k' -> 2500000, '900000' -> 900000."""
-    m = re.fullmatch(r"([0-9.]+)([kKmM]?)", str(text))
-    if not m:
-        raise Photo3DError(f"--bitrate {text!r}: give bits per second such as 8M or 2500k")
-    return int(float(m[1]) * {"": 1, "k": 1e3, "m": 1e6}[m[2].lower()])
-
-
-def probe(codec: str) -> tuple[bool, str]:
-    """(works, why not): import PyNvVideoCodec, open a session, encode one frame."""
-    try:
-        nvc = import_pynvvideocodec()
-    except Photo3DError:
-        return False, "PyNvVideoCodec is not installed (pip install 'photo3d_fast[nvenc]')"
-    try:
-        device = encoder_device()
-    except Photo3DError:
-        return False, "PyNvVideoCodec is installed but torch sees no CUDA GPU"
-    import torch
-
-    try:
-        enc = nvc.CreateEncoder(256, 256, "NV12", False, codec=codec, gpuid=str(device.index or 0))
-        enc.Encode(torch.full((384, 256), 128, dtype=torch.uint8, device=device))
-        enc.EndEncode()
-    except Exception as e:  # noqa: BLE001 - any failure means "not here", with its message
-        name = torch.cuda.get_device_name(device)
-        hint = " (this GPU has no NVENC engine)" if re.search(r"\b(A100|H100|H200|B200)\b", name) else ""
-        return False, f"an NVENC session did not open on {name}{hint}: {type(e).__name__}: {e}"
-    return True, ""
-
-
-class NvencWriter(_FfmpegSink):
+class NvencWriter(FfmpegSink):
     """Encodes RGB frames with NVENC (PyNvVideoCodec) from CUDA memory; same interface as
     VideoWriter (write/close/abort, context manager, atomic output).
 
@@ -115,7 +62,7 @@ class NvencWriter(_FfmpegSink):
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int],
                  config: EncodeConfig = EncodeConfig(encoder="nvenc"), queue_size: int = 8,
-                 plan: Plan | None = None, gpu_id: int | None = None) -> None:
+                 plan: OutputPlan | None = None, gpu_id: int | None = None) -> None:
         plan = plan or plan_output(path, config)
         if plan.kind != "nvenc":
             raise Photo3DError(f"NvencWriter got a plan for {plan.kind}; use open_video")
@@ -131,13 +78,13 @@ class NvencWriter(_FfmpegSink):
             warn(f"NV12 needs an even width and height; {w}x{h} frames are cropped to "
                  f"{self._crop[0]}x{self._crop[1]} in {os.path.basename(path)}")
         self._nv12 = None
-        self._kernels = "auto"
+        self._convert = select("nv12", "auto", self._device)[1].rgb_to_nv12
         try:
             self._enc = nvc.CreateEncoder(self._crop[0], self._crop[1], "NV12", False,
                                           **encoder_options(plan, config, fps, self._device))
         except Exception as e:  # noqa: BLE001
             raise Photo3DError(f"NVENC (PyNvVideoCodec, {plan.codec}) did not open: "
-                               f"{type(e).__name__}: {e}; {UNVERIFIED}") from e
+                               f"{type(e).__name__}: {e}; --encoder auto picks a working encoder") from e
         super().__init__(path, fps, size, queue_size, plan)
 
     def _command(self) -> list[str]:
@@ -154,26 +101,14 @@ class NvencWriter(_FfmpegSink):
                 "-an", "-c:v", "copy", "-bsf:v", vui, *self._container_args()]
 
     def _stage(self, frame: Any) -> bytes:
-        import torch
-
-        from .kernels import triton_for_auto
-        from .nv12 import rgb_to_nv12
-
         if not isinstance(frame, torch.Tensor):
             frame = torch.from_numpy(frame)
         w, h = self._crop
         rgb = frame[:h, :w].to(self._device, non_blocking=True)
         try:
-            if self._kernels == "auto":
-                self._kernels = "triton" if triton_for_auto(rgb.device) else "torch"
-            if self._kernels == "triton":
-                from .kernels.nv12 import rgb_to_nv12 as triton_nv12
-
-                if self._nv12 is None:
-                    self._nv12 = torch.empty((h * 3 // 2, w), dtype=torch.uint8, device=rgb.device)
-                nv12 = triton_nv12(rgb, out=self._nv12)
-            else:
-                nv12 = rgb_to_nv12(rgb, "torch")
+            if self._nv12 is None:
+                self._nv12 = torch.empty((h * 3 // 2, w), dtype=torch.uint8, device=rgb.device)
+            nv12 = self._convert(rgb, out=self._nv12)
             if rgb.is_cuda:
                 # Encode reads the surface on PyNvVideoCodec's own stream: make the
                 # conversion, queued on torch's current stream, finish first.
@@ -200,4 +135,4 @@ class NvencWriter(_FfmpegSink):
         super()._stop_backend()
 
 
-__all__ = ["NvencWriter", "probe", "NEEDS", "UNVERIFIED"]
+__all__ = ["NvencWriter"]

@@ -44,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PathConfig
-from .errors import Photo3DError
+from ..config import PathConfig
+from ..errors import Photo3DError
+from .camera import zoom_intrinsics
 
 #: Lateral motion radius at amount=1, as a fraction of the near depth. At 55 degrees of
 #: field of view this shifts near against far content by about 3% of the image width.
@@ -253,7 +254,6 @@ def overscan_zoom(path: CameraPath, K_photo: np.ndarray, depth: np.ndarray, K_ou
     W, H = size
     need = 1.0
     for pose, zoom in zip(path.poses, path.zoom):
-        from .scene import zoom_intrinsics
 
         Kf = zoom_intrinsics(K_out, float(zoom), size)
         w2c = np.linalg.inv(pose)

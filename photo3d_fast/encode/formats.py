@@ -19,12 +19,12 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import EncodeConfig
-from .errors import Photo3DError
+from ..config import CODEC_CHOICES, EncodeConfig
+from ..errors import Photo3DError
+from . import pynvvideocodec
 
 #: extension -> (ffmpeg muxer, codecs it holds); the first codec is the default.
 CONTAINERS = {
@@ -46,8 +46,6 @@ KINDS = {
     "gif": {"gif": "gif"},
     "webp": {"webp": "libwebp_anim"},
 }
-ENCODER_CHOICES = ("auto", "nvenc", "ffmpeg-nvenc", "x264", "x265", "svtav1", "vpx")
-CODEC_CHOICES = ("auto", "h264", "hevc", "av1", "vp9")
 #: the CPU encoder of each codec, the last resort of `auto`
 CPU_KIND = {"h264": "x264", "hevc": "x265", "av1": "svtav1", "vp9": "vpx", "gif": "gif", "webp": "webp"}
 #: default quality (crf; constant-quality cq for NVENC) per ffmpeg encoder: visually
@@ -62,7 +60,7 @@ _NVENC_PRESET = dict(zip(X264_PRESETS, ("p1", "p2", "p3", "p3", "p4", "p5", "p6"
 
 
 @dataclass(frozen=True)
-class Plan:
+class OutputPlan:
     """What one output will be. kind: encoder kind; codec: h264/hevc/av1/vp9/gif/webp;
     encoder: ffmpeg encoder name (or PyNvVideoCodec); muxer: ffmpeg muxer; why: how
     `auto` chose (empty when the user chose)."""
@@ -79,7 +77,7 @@ class Plan:
         return f"{what}; {self.why}" if self.why else what
 
 
-def plan_output(path: str | Path, config: EncodeConfig, allow_nvenc: bool = True) -> Plan:
+def plan_output(path: str | Path, config: EncodeConfig, allow_nvenc: bool = True) -> OutputPlan:
     """Resolve encoder and codec for writing ``path`` with ``config``, probing for `auto`.
 
     Raises Photo3DError for an unknown extension, a codec the container cannot hold, an
@@ -97,13 +95,13 @@ def plan_output(path: str | Path, config: EncodeConfig, allow_nvenc: bool = True
                                f"with --encoder {kind}")
         family = next((c for k in KINDS.values() for c, e in k.items() if e == codec), None)
         own = next((k for k, m in KINDS.items() if codec in m.values()), "ffmpeg")
-        return Plan(own, family or codec, codec, muxer, suffix)
+        return OutputPlan(own, family or codec, codec, muxer, suffix)
     if suffix in (".gif", ".webp"):
         if kind != "auto" or codec != "auto":
             raise Photo3DError(f"{suffix} previews are made by ffmpeg's {KINDS[codecs[0]][codecs[0]]} "
                                f"encoder; --encoder {kind} --codec {codec} does not apply "
                                f"(leave both at auto, or write .mp4/.mkv/.webm)")
-        return Plan(codecs[0], codecs[0], KINDS[codecs[0]][codecs[0]], muxer, suffix)
+        return OutputPlan(codecs[0], codecs[0], KINDS[codecs[0]][codecs[0]], muxer, suffix)
     if codec == "auto":
         if kind != "auto":
             codec = next((c for c in codecs if c in KINDS[kind]), None)
@@ -127,22 +125,22 @@ def plan_output(path: str | Path, config: EncodeConfig, allow_nvenc: bool = True
         if kind != "nvenc" and encoder not in ffmpeg_encoders():
             raise Photo3DError(f"the ffmpeg binary ({ffmpeg_exe()}) has no {encoder} encoder; "
                                f"choose another --encoder")
-        return Plan(kind, codec, encoder, muxer, suffix)
+        return OutputPlan(kind, codec, encoder, muxer, suffix)
     return _auto(codec, muxer, suffix, allow_nvenc)
 
 
-def _auto(codec: str, muxer: str, suffix: str, allow_nvenc: bool) -> Plan:
+def _auto(codec: str, muxer: str, suffix: str, allow_nvenc: bool) -> OutputPlan:
     skipped = []
     if "nvenc" in KINDS and codec in KINDS["nvenc"] and allow_nvenc:
         ok, why = probe_nvenc(codec)
         if ok:
-            return Plan("nvenc", codec, KINDS["nvenc"][codec], muxer, suffix, "an NVENC session opened")
+            return OutputPlan("nvenc", codec, KINDS["nvenc"][codec], muxer, suffix, "an NVENC session opened")
         skipped.append(f"nvenc: {why}")
     if codec in KINDS["ffmpeg-nvenc"]:
         name = KINDS["ffmpeg-nvenc"][codec]
         ok, why = probe_ffmpeg_encoder(name)
         if ok:
-            return Plan("ffmpeg-nvenc", codec, name, muxer, suffix, f"{name} encoded a test frame"
+            return OutputPlan("ffmpeg-nvenc", codec, name, muxer, suffix, f"{name} encoded a test frame"
                         + (f"; {'; '.join(skipped)}" if skipped else ""))
         skipped.append(f"ffmpeg-nvenc: {why}")
     kind = CPU_KIND[codec]
@@ -150,7 +148,7 @@ def _auto(codec: str, muxer: str, suffix: str, allow_nvenc: bool) -> Plan:
     if encoder not in ffmpeg_encoders():
         raise Photo3DError(f"no encoder for {codec} works here: the ffmpeg binary has no {encoder}"
                            + (f"; {'; '.join(skipped)}" if skipped else ""))
-    return Plan(kind, codec, encoder, muxer, suffix,
+    return OutputPlan(kind, codec, encoder, muxer, suffix,
                 "no hardware encoder: " + "; ".join(skipped) if skipped else "")
 
 
@@ -191,9 +189,7 @@ def probe_ffmpeg_encoder(name: str) -> tuple[bool, str]:
 @functools.lru_cache(maxsize=None)
 def probe_nvenc(codec: str) -> tuple[bool, str]:
     """(works, why not): does a PyNvVideoCodec session open on this machine and encode a frame?"""
-    from . import nvenc
-
-    return nvenc.probe(codec)
+    return pynvvideocodec.probe(codec)
 
 
 def ffmpeg_rate(fps: float) -> str:
@@ -205,7 +201,7 @@ def ffmpeg_rate(fps: float) -> str:
     return repr(float(fps))
 
 
-def quality_args(plan: Plan, config: EncodeConfig) -> list[str]:
+def quality_args(plan: OutputPlan, config: EncodeConfig) -> list[str]:
     """ffmpeg output options for rate control (crf / cq or bitrate) and speed preset."""
     enc = plan.encoder
     if plan.kind in ("gif", "webp"):
@@ -232,7 +228,7 @@ def quality_args(plan: Plan, config: EncodeConfig) -> list[str]:
     return args
 
 
-def quality(plan: Plan, config: EncodeConfig) -> int:
+def quality(plan: OutputPlan, config: EncodeConfig) -> int:
     """The crf / constant-quality value: the user's, else the encoder's default."""
     crf = DEFAULT_CRF.get(plan.encoder, 18) if config.crf is None else config.crf
     top = MAX_CRF.get(plan.encoder, 51)
@@ -248,8 +244,3 @@ def nvenc_preset(preset: str) -> str:
     if preset not in _NVENC_PRESET:
         raise Photo3DError(f"--encoder-preset {preset!r}: give {', '.join(X264_PRESETS)} or p1..p7")
     return _NVENC_PRESET[preset]
-
-
-def say(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        print(f"photo3d: {message}", file=sys.stderr)

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from .config import DEFAULT_FOV_DEG, SceneConfig
-from .errors import Photo3DError
+from ..config import DEFAULT_FOV_DEG, SceneConfig
+from ..errors import Photo3DError
 
 
 def intrinsics_from_fov(width: int, height: int, fov_deg: float) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""RGB -> NV12 (BT.709, limited range, 4:2:0 with "left" chroma siting): the torch reference,
-its inverse for tests, and the dispatcher that picks the Triton kernel on a GPU.
+"""RGB -> NV12 (BT.709, limited range, 4:2:0 with "left" chroma siting): the torch reference
+of the op ``nv12`` (twins: ``kernels/nv12.py``, ``csrc/nv12.cu``; selected by
+``ops.backends``) and its inverse for tests.
 
 NV12 is what hardware encoders eat: a (H, W) luma plane followed by a (H/2, W) plane of
 interleaved Cb, Cr samples, one pair per 2x2 block of pixels. As one uint8 tensor it is
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import Photo3DError
+from ..errors import Photo3DError
 
 KR, KB = 0.2126, 0.0722
 KG = 1.0 - KR - KB
@@ -66,15 +67,18 @@ def _round_u8(v: torch.Tensor) -> torch.Tensor:
     return torch.floor(v + 0.5).clamp(0.0, 255.0).to(torch.uint8)
 
 
-def rgb_to_nv12_reference(rgb: torch.Tensor) -> torch.Tensor:
+def rgb_to_nv12(rgb: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """RGB (H, W, 3) uint8, or float in [0, 1], on any device -> NV12 (H * 3 / 2, W) uint8.
 
     BT.709 limited range, left chroma siting (module docstring). H and W must be even.
+    out: an (H * 3 / 2, W) uint8 tensor on the input's device to write into (reused by a
+    video writer across frames), or None for a new one.
     """
     h, w = check_rgb(rgb)
     x = _to_255(rgb)
     r, g, b = x.unbind(-1)
-    out = torch.empty((h * 3 // 2, w), dtype=torch.uint8, device=rgb.device)
+    if out is None:
+        out = torch.empty((h * 3 // 2, w), dtype=torch.uint8, device=rgb.device)
     out[:h] = _round_u8(_dot(_Y, r, g, b, OFFSET[0]))
     # Vertical pair sums (H/2, W, 3), then [1, 2, 1] around each even column: one weighted
     # sum of 8 pixels, / 8. Integer inputs stay exact in float32 (at most 8 * 255).
@@ -89,7 +93,7 @@ def rgb_to_nv12_reference(rgb: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def nv12_to_rgb_reference(nv12: torch.Tensor) -> torch.Tensor:
+def nv12_to_rgb(nv12: torch.Tensor) -> torch.Tensor:
     """NV12 (H * 3 / 2, W) uint8 -> RGB (H, W, 3) uint8, BT.709 limited range, left siting.
 
     The decoder's side, for tests: chroma is repeated over its two rows and, horizontally,
@@ -108,28 +112,3 @@ def nv12_to_rgb_reference(nv12: torch.Tensor) -> torch.Tensor:
     inverse = torch.linalg.inv(torch.tensor(MATRIX, dtype=torch.float64)).to(torch.float32)
     rgb = yuv @ inverse.to(nv12.device).T
     return torch.floor(rgb + 0.5).clamp(0, 255).to(torch.uint8)
-
-
-def rgb_to_nv12(rgb: torch.Tensor, kernels: str = "auto") -> torch.Tensor:
-    """RGB (H, W, 3) -> NV12 (H * 3 / 2, W) uint8 on the input's device.
-
-    kernels: "auto" (Triton for CUDA tensors when Triton is usable, else the torch
-    reference), "torch", or "triton" (also runs on CPU tensors under TRITON_INTERPRET=1).
-    """
-    if kernels not in ("auto", "torch", "triton"):
-        raise Photo3DError(f"RGB->NV12 kernels {kernels!r}: choose auto, torch or triton")
-    if kernels == "auto":
-        from .kernels import triton_for_auto
-
-        kernels = "triton" if triton_for_auto(rgb.device) else "torch"
-    if kernels == "torch":
-        return rgb_to_nv12_reference(rgb)
-    from .kernels import triton_status
-
-    ok, why = triton_status()
-    if not ok:
-        raise Photo3DError(f"the Triton RGB->NV12 kernel cannot run: {why}")
-    from .kernels.nv12 import rgb_to_nv12 as triton_rgb_to_nv12
-
-    return triton_rgb_to_nv12(rgb)
-

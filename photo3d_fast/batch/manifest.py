@@ -1,8 +1,8 @@
-"""Batch planning: inputs -> jobs, output names, resume, the report and the CLI.
+"""Batch planning: inputs -> jobs, output names, resume state and the outdir lock.
 
 ``photo3d batch INPUT -o OUTDIR`` takes a folder of photos (recursive) or a manifest (CSV
 or JSONL, one clip per row) and makes every clip into OUTDIR. This module decides *what*
-to make; ``batch_run`` decides *where* (in this process, worker processes, Ray actors).
+to make; ``runners`` decides *where*; ``batch.cli`` runs it all (in this process, worker processes, Ray actors).
 
 - A job is one clip: a photo, its options as ``ClipOptions.from_kwargs`` keywords, and an
   output path. Jobs that share a photo and its depth/scene options form a group, whose
@@ -22,29 +22,26 @@ others were made), 2 usage error (bad INPUT, OUTDIR or option), 130 interrupted.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import csv
 import dataclasses
 import hashlib
 import json
 import os
 import socket
-import sys
-import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Photo3DError
+from ..config import EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
+from ..depth import is_depth_method
+from ..errors import Photo3DError
+from ..pipeline import ClipOptions
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 REPORT_NAME = "photo3d_batch_report.json"
 LOCK_NAME = ".photo3d_batch.lock"
 #: Manifest columns that are not render options.
 _NOT_OPTIONS = ("image", "output")
-#: render options that make no sense for a whole batch from the command line.
-_CLI_SKIP = {"image", "sample", "output", "quiet", "frames", "help"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ class Job:
 
 
 @dataclass
-class Plan:
+class BatchPlan:
     """What a batch will do: the jobs to run, grouped by photo, and what is already known
     (finished clips to skip, rows that failed before running)."""
 
@@ -87,7 +84,6 @@ class Plan:
 
 def _config_types() -> dict[str, type]:
     """Option name (as ClipOptions.from_kwargs takes it) -> the Python type of its value."""
-    from .config import EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
 
     types: dict[str, type] = {"depth": str, "depth_kind": str, "frames": str, "path": str}
     for cls in (SceneConfig, PathConfig, RenderConfig, EncodeConfig, EngineConfig):
@@ -116,7 +112,6 @@ def coerce_options(raw: dict, base: Path, outdir: Path) -> dict:
     type of the config field; ``size`` is "WxH" or [W, H]; depth-map and keyframe files
     are relative to ``base`` (the manifest's folder), ``frames`` to OUTDIR.
     """
-    from .depth import is_depth_method
 
     types = _config_types()
     out: dict = {}
@@ -167,7 +162,6 @@ def _rel(value: str, base: Path) -> str:
 def normalize(options: dict, base: Path, outdir: Path) -> dict:
     """The options that differ from the defaults, by from_kwargs name, JSON-ready: what
     the hash covers and the report shows. Validates them (Photo3DError if bad)."""
-    from .pipeline import ClipOptions
 
     opts = ClipOptions.from_kwargs(**options)
     default = ClipOptions()
@@ -196,7 +190,6 @@ def options_key(photo: str, normalized: dict) -> str:
 
 def _group_key(image: str, options: dict) -> str:
     """Clips with the same key share one prepare_photo: same photo, depth and scene."""
-    from .pipeline import ClipOptions
 
     opts = ClipOptions.from_kwargs(**options)
     engine = (opts.engine.runtime, opts.engine.precision, opts.engine.weights)
@@ -252,7 +245,7 @@ def _folder_photos(folder: Path, outdir: Path) -> list[Path]:
     return photos
 
 
-def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = None) -> Plan:
+def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = None) -> BatchPlan:
     """Inputs -> jobs. source: a folder (every photo in it, recursively) or a manifest
     (.csv / .jsonl / .json lines); defaults: options for every clip (rows override them).
     A bad row is recorded as a failed result, never raised; a bad source is Photo3DError."""
@@ -272,7 +265,7 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
     else:
         raise Photo3DError(f"batch input {str(source)!r} is neither a folder nor a .csv/.jsonl manifest")
 
-    plan = Plan()
+    plan = BatchPlan()
     cli = coerce_options(defaults, Path.cwd(), outdir)
     seen: dict[str, Job] = {}
     for n, row in rows:
@@ -311,11 +304,11 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
                 other = seen[clip_s]
                 if other.key != key or other.image != image:
                     raise Photo3DError(f"output {clip_s!r} is also made by another row with other options; name them apart")
-                plan.results[index] = _result(job, "skipped", note=f"same clip as entry {other.index}")
+                plan.results[index] = job_result(job, "skipped", note=f"same clip as entry {other.index}")
                 continue
             seen[clip_s] = job
             if is_finished(job):
-                plan.results[index] = _result(job, "skipped", note="already made")
+                plan.results[index] = job_result(job, "skipped", note="already made")
             else:
                 plan.jobs.append(job)
         except Photo3DError as e:
@@ -363,7 +356,7 @@ def record_finished(job: Job) -> None:
         write_json_atomic(_sidecar(Path(job.output)), {"key": job.key, "photo": job.photo, "options": job.normalized})
 
 
-def _result(job: Job, status: str, **extra) -> dict:
+def job_result(job: Job, status: str, **extra) -> dict:
     return {"index": job.index, "row": job.row, "photo": job.photo, "clip": job.clip,
             "options": job.normalized, "key": job.key, "status": status,
             "seconds": {"depth": 0.0, "render_encode": 0.0}, "frames": 0, "error": None, **extra}
@@ -426,168 +419,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-# -- running -----------------------------------------------------------------------------
-
-def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = None,
-              gpus: str | None = None, ray: str | None = None, quiet: bool = False,
-              **options) -> dict:
-    """Make every clip of ``source`` into ``outdir`` and return the report (also written to
-    OUTDIR/photo3d_batch_report.json). options: defaults for every clip, by
-    ClipOptions.from_kwargs name. workers: CPU worker processes (default 1); gpus: "all"
-    or "0,1" (default: all GPUs torch sees, else CPU); ray: "auto", "local" or a cluster
-    address. Raises Photo3DError for a usage error and KeyboardInterrupt (after writing
-    the report and removing partial files) when interrupted."""
-    from tqdm import tqdm
-
-    from . import batch_run
-
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise Photo3DError(f"cannot create output folder {str(outdir)!r}: {e.strerror}") from None
-    if not os.access(outdir, os.W_OK):
-        raise Photo3DError(f"output folder {str(outdir)!r} is not writable")
-    if workers is not None and workers < 1:
-        raise Photo3DError(f"--workers {workers} must be at least 1")
-    started = time.time()
-    with OutdirLock(outdir.resolve()):
-        swept = sweep_partials(outdir)
-        plan = plan_batch(source, outdir, options)
-        runner = batch_run.make_runner(workers=workers, gpus=gpus, ray=ray)
-        results = dict(plan.results)
-        n_skipped = sum(r["status"] == "skipped" for r in results.values())
-        n_failed = sum(r["status"] == "failed" for r in results.values())
-        if not quiet:
-            print(f"photo3d: batch of {len(plan.entries)} clips: {len(plan.jobs)} to make "
-                  f"({len(plan.groups)} photos), {n_skipped} already made, {n_failed} bad rows; "
-                  f"{runner.describe()}" + (f"; removed {swept} partial files of a killed run" if swept else ""),
-                  file=sys.stderr)
-        bar = tqdm(total=len(plan.jobs), unit="clip", desc="batch", disable=quiet or not plan.jobs,
-                   file=sys.stderr, dynamic_ncols=True)
-        jobs = {j.index: j for j in plan.jobs}
-
-        def on_result(result: dict) -> None:
-            job = jobs[result["index"]]
-            results[job.index] = {**_result(job, result["status"]), **result}
-            bar.update(1)
-            if result["status"] == "failed":
-                bar.set_postfix_str(f"{sum(r['status'] == 'failed' for r in results.values())} failed")
-                if not quiet:
-                    tqdm.write(f"photo3d: failed: {job.photo} -> {job.clip}: {result['error']}", file=sys.stderr)
-
-        interrupted = False
-        try:
-            runner.run(plan.groups, on_result)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
-            sweep_partials(outdir)  # a killed worker's leftovers; we hold the lock, so none is live
-        for job in plan.jobs:
-            results.setdefault(job.index, _result(job, "interrupted") if interrupted else
-                               _result(job, "failed", error="no result came back from its worker"))
-        report = _report(plan, results, source, outdir, runner, started, interrupted)
-        write_json_atomic(outdir / REPORT_NAME, report)
-    if interrupted:
-        raise KeyboardInterrupt
-    if not quiet:
-        t = report["totals"]
-        print(f"photo3d: batch done in {report['seconds']:.1f} s: {t['ok']} made, {t['skipped']} skipped, "
-              f"{t['failed']} failed; report: {outdir / REPORT_NAME}", file=sys.stderr)
-    return report
-
-
-def _report(plan: Plan, results: dict, source, outdir: Path, runner, started: float, interrupted: bool) -> dict:
-    clips = [results.get(e["index"], {**e, "status": "interrupted"}) for e in plan.entries]
-    totals = {s: sum(c["status"] == s for c in clips) for s in ("ok", "skipped", "failed", "interrupted")}
-    stage = {s: round(sum(c["seconds"][s] for c in clips if "seconds" in c), 3) for s in ("depth", "render_encode")}
-    status = 130 if interrupted else (1 if totals["failed"] else 0)
-    return {
-        "input": str(Path(source).resolve()),
-        "outdir": str(outdir.resolve()),
-        "runner": runner.describe(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "seconds": round(time.time() - started, 3),
-        "exit_status": status,
-        "totals": totals,
-        "stage_seconds": stage,
-        "clips": clips,
-    }
-
-
-# -- command line ------------------------------------------------------------------------
-
-BATCH_EPILOG = """\
-INPUT is a folder (every photo in it and its subfolders: .jpg .jpeg .png .webp .tif .tiff
-.bmp) or a manifest, one clip per row: CSV with a header, or JSONL (one JSON object per
-line). Columns: image (relative to the manifest's folder; required), output (a name
-inside OUTDIR; optional), and any `photo3d render` option by name (path, duration, fps,
-amount, focus, size as WxH, depth, depth_kind, fov, near, far, layers, crf, ...). Render
-options given on this command line apply to every clip; a row overrides them.
-
-  photo3d batch photos/ -o clips/ --duration 4 --size 960x540
-  photo3d batch clips.csv -o clips/ --workers 2        # two CPU worker processes
-  photo3d batch clips.jsonl -o /shared/clips --ray auto   # every GPU of a Ray cluster
-
-clips.csv:
-  image,path,duration,size,output
-  beach.jpg,circle,4,1280x720,beach_circle.mp4
-  beach.jpg,dolly,3,,
-  cat.png,swing,5,960x540,
-
-Each photo's depth is computed once for all its clips. Clips without an output name are
-called <photo>.<hash>.mp4, the hash covering the photo and the options, so a rerun skips
-finished clips and makes the missing ones; partial files of an interrupted run are
-removed. A bad photo or row is reported and skipped. The report is
-OUTDIR/photo3d_batch_report.json. Exit status: 0 all clips made (or already there),
-1 some clips failed, 2 usage error, 130 interrupted.
-"""
-
-
-def add_batch_parser(sub) -> argparse.ArgumentParser:
-    """Add ``photo3d batch`` to the CLI's subparsers. Every option of ``render`` (already
-    added) is offered too, as defaults for all clips, so new render options need nothing here."""
-    b = sub.add_parser("batch", help="render many clips: a folder of photos or a CSV/JSONL manifest",
-                       description="Render many clips: every photo of a folder, or one clip per "
-                                   "row of a CSV/JSONL manifest.",
-                       epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("input", type=Path, metavar="INPUT", help="folder of photos, or a .csv/.jsonl manifest")
-    b.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="folder for the clips and the report")
-    run = b.add_argument_group("workers")
-    run.add_argument("--workers", type=int, help="worker processes: on CPU (default 1), or per GPU (default 1)")
-    run.add_argument("--gpus", metavar="all|0,1", help="GPUs to use, one worker each (default: all GPUs torch sees)")
-    run.add_argument("--ray", metavar="auto|local|ADDRESS",
-                     help="run on a Ray cluster: auto (the running cluster), local (start Ray here) or its "
-                          "address; OUTDIR and the photos must be on a path every node sees")
-    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
-    render = sub.choices.get("render")
-    if render is not None:
-        group = b.add_argument_group("clip options (as `photo3d render`; defaults for every clip)")
-        for action in render._actions:
-            if not action.option_strings or action.dest in _CLI_SKIP:
-                continue
-            a = copy.copy(action)
-            a.default = argparse.SUPPRESS  # only what the user gave overrides the rows' defaults
-            if a.help and "%(" in a.help:  # "(default %(default)g)": expand with render's value now
-                params = {**vars(action), "prog": render.prog}
-                if params.get("choices") is not None:
-                    params["choices"] = ", ".join(map(str, params["choices"]))
-                try:
-                    a.help = (action.help % params).replace("%", "%%")
-                except (KeyError, TypeError, ValueError):
-                    a.help = None
-            a.container = group
-            group._add_action(a)
-    b.set_defaults(handler=_batch_command)
-    return b
-
-
-def _batch_command(args: argparse.Namespace) -> int:
-    skip = {"input", "output", "workers", "gpus", "ray", "quiet", "handler", "command"}
-    options = {k: v for k, v in vars(args).items() if k not in skip}
-    report = run_batch(args.input, args.output, workers=args.workers, gpus=args.gpus, ray=args.ray,
-                       quiet=args.quiet, **options)
-    return report["exit_status"]

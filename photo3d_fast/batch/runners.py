@@ -30,8 +30,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .batch import Job, record_finished
-from .errors import Photo3DError
+from ..encode.writers import PngFrameWriter, VideoWriter
+from ..errors import Photo3DError
+from ..io import load_image
+from ..pipeline import ClipOptions, engine_options, output_size, prepare_photo, render_into
+from .manifest import Job, record_finished
 
 OnResult = Callable[[dict], None]
 
@@ -54,8 +57,6 @@ def _describe_error(e: BaseException) -> str:
 
 def _prepare(group: list[Job]):
     """(prepared photo or None, error or None, seconds) for a group: load + depth."""
-    from .io import load_image
-    from .pipeline import ClipOptions, engine_options, prepare_photo
 
     t0 = time.perf_counter()
     try:
@@ -70,8 +71,6 @@ def _prepare(group: list[Job]):
 
 
 def _render_job(job: Job, prepared, error: str | None, depth_s: float, reused: bool) -> dict:
-    from .encode import PngFrameWriter, VideoWriter
-    from .pipeline import ClipOptions, output_size, render_into
 
     result = {"index": job.index, "status": "failed", "frames": 0, "error": error, "depth_reused": reused,
               "seconds": {"depth": round(depth_s, 4), "render_encode": 0.0}}
@@ -440,7 +439,7 @@ class RayRunner:
                         on_result(r)
         finally:
             for actor in actors:
-                ray.kill(actor)  # SIGKILL: batch.run_batch sweeps the partial files afterwards
+                ray.kill(actor)  # SIGKILL: batch.cli.run_batch sweeps the partial files afterwards
             if started:
                 ray.shutdown()
 

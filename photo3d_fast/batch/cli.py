@@ -1,0 +1,183 @@
+"""``photo3d batch INPUT -o OUTDIR``: plan (``manifest``), run (``runners``), report.
+
+Exit status of the command: 0 every clip made or already there, 1 some clips failed (the
+others were made), 2 usage error (bad INPUT, OUTDIR or option), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import Photo3DError
+from . import runners
+from .manifest import REPORT_NAME, BatchPlan, OutdirLock, job_result, plan_batch, sweep_partials, write_json_atomic
+
+#: render options that make no sense for a whole batch from the command line.
+_CLI_SKIP = {"image", "sample", "output", "quiet", "frames", "help"}
+
+# -- running -----------------------------------------------------------------------------
+
+def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = None,
+              gpus: str | None = None, ray: str | None = None, quiet: bool = False,
+              **options) -> dict:
+    """Make every clip of ``source`` into ``outdir`` and return the report (also written to
+    OUTDIR/photo3d_batch_report.json). options: defaults for every clip, by
+    ClipOptions.from_kwargs name. workers: CPU worker processes (default 1); gpus: "all"
+    or "0,1" (default: all GPUs torch sees, else CPU); ray: "auto", "local" or a cluster
+    address. Raises Photo3DError for a usage error and KeyboardInterrupt (after writing
+    the report and removing partial files) when interrupted."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Photo3DError(f"cannot create output folder {str(outdir)!r}: {e.strerror}") from None
+    if not os.access(outdir, os.W_OK):
+        raise Photo3DError(f"output folder {str(outdir)!r} is not writable")
+    if workers is not None and workers < 1:
+        raise Photo3DError(f"--workers {workers} must be at least 1")
+    started = time.time()
+    with OutdirLock(outdir.resolve()):
+        swept = sweep_partials(outdir)
+        plan = plan_batch(source, outdir, options)
+        runner = runners.make_runner(workers=workers, gpus=gpus, ray=ray)
+        results = dict(plan.results)
+        n_skipped = sum(r["status"] == "skipped" for r in results.values())
+        n_failed = sum(r["status"] == "failed" for r in results.values())
+        if not quiet:
+            print(f"photo3d: batch of {len(plan.entries)} clips: {len(plan.jobs)} to make "
+                  f"({len(plan.groups)} photos), {n_skipped} already made, {n_failed} bad rows; "
+                  f"{runner.describe()}" + (f"; removed {swept} partial files of a killed run" if swept else ""),
+                  file=sys.stderr)
+        bar = tqdm(total=len(plan.jobs), unit="clip", desc="batch", disable=quiet or not plan.jobs,
+                   file=sys.stderr, dynamic_ncols=True)
+        jobs = {j.index: j for j in plan.jobs}
+
+        def onjob_result(result: dict) -> None:
+            job = jobs[result["index"]]
+            results[job.index] = {**job_result(job, result["status"]), **result}
+            bar.update(1)
+            if result["status"] == "failed":
+                bar.set_postfix_str(f"{sum(r['status'] == 'failed' for r in results.values())} failed")
+                if not quiet:
+                    tqdm.write(f"photo3d: failed: {job.photo} -> {job.clip}: {result['error']}", file=sys.stderr)
+
+        interrupted = False
+        try:
+            runner.run(plan.groups, onjob_result)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+            sweep_partials(outdir)  # a killed worker's leftovers; we hold the lock, so none is live
+        for job in plan.jobs:
+            results.setdefault(job.index, job_result(job, "interrupted") if interrupted else
+                               job_result(job, "failed", error="no result came back from its worker"))
+        report = _report(plan, results, source, outdir, runner, started, interrupted)
+        write_json_atomic(outdir / REPORT_NAME, report)
+    if interrupted:
+        raise KeyboardInterrupt
+    if not quiet:
+        t = report["totals"]
+        print(f"photo3d: batch done in {report['seconds']:.1f} s: {t['ok']} made, {t['skipped']} skipped, "
+              f"{t['failed']} failed; report: {outdir / REPORT_NAME}", file=sys.stderr)
+    return report
+
+
+def _report(plan: BatchPlan, results: dict, source, outdir: Path, runner, started: float, interrupted: bool) -> dict:
+    clips = [results.get(e["index"], {**e, "status": "interrupted"}) for e in plan.entries]
+    totals = {s: sum(c["status"] == s for c in clips) for s in ("ok", "skipped", "failed", "interrupted")}
+    stage = {s: round(sum(c["seconds"][s] for c in clips if "seconds" in c), 3) for s in ("depth", "render_encode")}
+    status = 130 if interrupted else (1 if totals["failed"] else 0)
+    return {
+        "input": str(Path(source).resolve()),
+        "outdir": str(outdir.resolve()),
+        "runner": runner.describe(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "exit_status": status,
+        "totals": totals,
+        "stage_seconds": stage,
+        "clips": clips,
+    }
+
+
+# -- command line ------------------------------------------------------------------------
+
+BATCH_EPILOG = """\
+INPUT is a folder (every photo in it and its subfolders: .jpg .jpeg .png .webp .tif .tiff
+.bmp) or a manifest, one clip per row: CSV with a header, or JSONL (one JSON object per
+line). Columns: image (relative to the manifest's folder; required), output (a name
+inside OUTDIR; optional), and any `photo3d render` option by name (path, duration, fps,
+amount, focus, size as WxH, depth, depth_kind, fov, near, far, layers, crf, ...). Render
+options given on this command line apply to every clip; a row overrides them.
+
+  photo3d batch photos/ -o clips/ --duration 4 --size 960x540
+  photo3d batch clips.csv -o clips/ --workers 2        # two CPU worker processes
+  photo3d batch clips.jsonl -o /shared/clips --ray auto   # every GPU of a Ray cluster
+
+clips.csv:
+  image,path,duration,size,output
+  beach.jpg,circle,4,1280x720,beach_circle.mp4
+  beach.jpg,dolly,3,,
+  cat.png,swing,5,960x540,
+
+Each photo's depth is computed once for all its clips. Clips without an output name are
+called <photo>.<hash>.mp4, the hash covering the photo and the options, so a rerun skips
+finished clips and makes the missing ones; partial files of an interrupted run are
+removed. A bad photo or row is reported and skipped. The report is
+OUTDIR/photo3d_batch_report.json. Exit status: 0 all clips made (or already there),
+1 some clips failed, 2 usage error, 130 interrupted.
+"""
+
+
+def add_batch_parser(sub) -> argparse.ArgumentParser:
+    """Add ``photo3d batch`` to the CLI's subparsers. Every option of ``render`` (already
+    added) is offered too, as defaults for all clips, so new render options need nothing here."""
+    b = sub.add_parser("batch", help="render many clips: a folder of photos or a CSV/JSONL manifest",
+                       description="Render many clips: every photo of a folder, or one clip per "
+                                   "row of a CSV/JSONL manifest.",
+                       epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("input", type=Path, metavar="INPUT", help="folder of photos, or a .csv/.jsonl manifest")
+    b.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="folder for the clips and the report")
+    run = b.add_argument_group("workers")
+    run.add_argument("--workers", type=int, help="worker processes: on CPU (default 1), or per GPU (default 1)")
+    run.add_argument("--gpus", metavar="all|0,1", help="GPUs to use, one worker each (default: all GPUs torch sees)")
+    run.add_argument("--ray", metavar="auto|local|ADDRESS",
+                     help="run on a Ray cluster: auto (the running cluster), local (start Ray here) or its "
+                          "address; OUTDIR and the photos must be on a path every node sees")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    render = sub.choices.get("render")
+    if render is not None:
+        group = b.add_argument_group("clip options (as `photo3d render`; defaults for every clip)")
+        for action in render._actions:
+            if not action.option_strings or action.dest in _CLI_SKIP:
+                continue
+            a = copy.copy(action)
+            a.default = argparse.SUPPRESS  # only what the user gave overrides the rows' defaults
+            if a.help and "%(" in a.help:  # "(default %(default)g)": expand with render's value now
+                params = {**vars(action), "prog": render.prog}
+                if params.get("choices") is not None:
+                    params["choices"] = ", ".join(map(str, params["choices"]))
+                try:
+                    a.help = (action.help % params).replace("%", "%%")
+                except (KeyError, TypeError, ValueError):
+                    a.help = None
+            a.container = group
+            group._add_action(a)
+    b.set_defaults(handler=_batch_command)
+    return b
+
+
+def _batch_command(args: argparse.Namespace) -> int:
+    skip = {"input", "output", "workers", "gpus", "ray", "quiet", "handler", "command"}
+    options = {k: v for k, v in vars(args).items() if k not in skip}
+    report = run_batch(args.input, args.output, workers=args.workers, gpus=args.gpus, ray=args.ray,
+                       quiet=args.quiet, **options)
+    return report["exit_status"]
