@@ -31,6 +31,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from photo3d_fast.config import parse_size  # noqa: E402
+from photo3d_fast.errors import Photo3DError  # noqa: E402
 
 
 def _photos(folder: Path, n: int, size: tuple[int, int]) -> None:
@@ -74,7 +78,10 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
+    try:
+        w, h = parse_size(args.size)
+    except Photo3DError as e:
+        parser.error(f"--size {e}")
     import torch
 
     rows = []

@@ -23,6 +23,10 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from photo3d_fast.config import parse_size  # noqa: E402
+from photo3d_fast.errors import Photo3DError  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +37,10 @@ def main() -> None:
     parser.add_argument("--path", default="swing")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
+    try:
+        w, h = parse_size(args.size)
+    except Photo3DError as e:
+        parser.error(f"--size {e}")
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "photo.jpg"
         ImageOps.fit(Image.open(ROOT / "photo3d_fast" / "data" / "coffee.jpg"), (w, h), Image.Resampling.LANCZOS).save(photo, quality=95)

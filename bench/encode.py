@@ -48,9 +48,10 @@ def time_encode(kind: str, ext: str, data: list[np.ndarray], fps: float = 30) ->
 
 def end_to_end(n: int) -> dict:
     from photo3d_fast.io import load_image
-    from photo3d_fast.pipeline import SAMPLE_IMAGE, ClipOptions, prepare_photo, render_into
+    from photo3d_fast.config import ClipOptions
+    from photo3d_fast.pipeline import SAMPLE_IMAGE, prepare_photo, render_into
 
-    opts = ClipOptions.from_kwargs(size=(960, 540), duration=n / 30, fps=30, encoder="x264")
+    opts = ClipOptions.from_flat({"size": (960, 540), "duration": n / 30, "fps": 30, "encoder": "x264"})
     prepared = prepare_photo(load_image(SAMPLE_IMAGE), "coffee.jpg", opts.scene, opts.depth)
 
     class Keep:  # collects the rendered frames: render alone

@@ -33,7 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from photo3d_fast.pipeline import SAMPLE_IMAGE  # noqa: E402
-from photo3d_fast.preview.server import Previewer, make_app  # noqa: E402
+from photo3d_fast.preview.previewer import Previewer  # noqa: E402
+from photo3d_fast.preview.server import make_app  # noqa: E402
 
 SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080)}
 

@@ -2,7 +2,8 @@
 
 Public API (everything else may change):
 
-- ``render_clip(image_path, out_path, **options) -> Path``: the whole pipeline.
+- ``render_clip(image_path, out_path, **options) -> Path``: the whole pipeline; options by
+  their flat names (``config.OPTIONS``, the CLI's flags) or ``options=ClipOptions(...)``.
 - ``render_views(image, depth, K, poses, size=None, layers=2, kernels="auto")``: render
   novel views of a photo with known depth and cameras.
 - building blocks: ``load_image``, ``estimate_disparity``, ``build_ldi``, ``Renderer``,
@@ -12,12 +13,12 @@ Public API (everything else may change):
 
 __version__ = "0.1.0"
 
-from .config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
+from .clip import render_clip
+from .config import ClipOptions, EncodeConfig, PathConfig, RenderConfig, SceneConfig
 from .depth import estimate_disparity
 from .encode.writers import PngFrameWriter, VideoWriter
 from .errors import Photo3DError
 from .io import load_depth_map, load_image
-from .pipeline import render_clip
 from .render import Renderer, render_views
 from .scene.camera import disparity_to_depth, intrinsics_from_fov
 from .scene.ldi import LDI, build_ldi
@@ -25,6 +26,7 @@ from .scene.paths import CameraPath, make_path, preset_path
 
 __all__ = [
     "CameraPath",
+    "ClipOptions",
     "EncodeConfig",
     "LDI",
     "PathConfig",

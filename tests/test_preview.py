@@ -21,7 +21,9 @@ from photo3d_fast.config import PathConfig  # noqa: E402
 from photo3d_fast.errors import Photo3DError  # noqa: E402
 from photo3d_fast.scene.paths import default_focus, make_path  # noqa: E402
 from photo3d_fast.preview.chromium import Chromium, find_chromium  # noqa: E402
-from photo3d_fast.preview.server import MANIFEST_NAME, Previewer, make_app, safe_relative  # noqa: E402
+from photo3d_fast.preview.photos import MANIFEST_NAME, safe_relative  # noqa: E402
+from photo3d_fast.preview.previewer import Previewer  # noqa: E402
+from photo3d_fast.preview.server import make_app  # noqa: E402
 
 
 def _photo(path: Path, size=(96, 64), seed=0) -> Path:
@@ -234,12 +236,11 @@ def test_folder_manifest_saved_and_readable(previewer, folder):
     rows = [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
     assert [r["image"] for r in rows] == ["sub/b.jpg", "a.png"]  # one row per photo, updated in place
     # every row is valid render options by CLI name, as batch and render_clip take them
-    from photo3d_fast.pipeline import ClipOptions
-    from photo3d_fast.preview.server import clip_kwargs
+    from photo3d_fast.config import ClipOptions
 
     for row in rows:
         assert (folder / row["image"]).is_file()
-        ClipOptions.from_kwargs(**clip_kwargs(row))
+        ClipOptions.from_flat({k: v for k, v in row.items() if k != "image"})
     try:
         from photo3d_fast.batch.manifest import plan_batch
     except ImportError:

@@ -1,4 +1,4 @@
-"""``photo3d batch INPUT -o OUTDIR``: plan (``manifest``), run (``runners``), report.
+"""``photo3d batch INPUT -o OUTDIR``: plan (``manifest``), run (``local`` or ``cluster``), report.
 
 Exit status of the command: 0 every clip made or already there, 1 some clips failed (the
 others were made), 2 usage error (bad INPUT, OUTDIR or option), 130 interrupted.
@@ -7,29 +7,40 @@ others were made), 2 usage error (bad INPUT, OUTDIR or option), 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
-from ..errors import Photo3DError
-from . import runners
+from ..config import OPTIONS
+from ..errors import Photo3DError, notice
+from .cluster import RayRunner
+from .local import LocalRunner, parse_gpus
 from .manifest import REPORT_NAME, BatchPlan, OutdirLock, job_result, plan_batch, sweep_partials, write_json_atomic
 
-#: render options that make no sense for a whole batch from the command line.
-_CLI_SKIP = {"image", "sample", "output", "quiet", "frames", "help"}
-
 # -- running -----------------------------------------------------------------------------
+
+def make_runner(workers: int | None = None, gpus: str | None = None, ray: str | None = None) -> LocalRunner | RayRunner:
+    """The runner for the command-line choices; Photo3DError for a bad combination."""
+    if ray:
+        if gpus:
+            raise Photo3DError("--gpus is for this machine; with --ray every GPU of the cluster is used")
+        return RayRunner(ray, workers)
+    slots = parse_gpus(gpus)
+    if slots is None:
+        return LocalRunner([None] * (workers or 1))
+    return LocalRunner([g for g in slots for _ in range(workers or 1)])
+
 
 def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = None,
               gpus: str | None = None, ray: str | None = None, quiet: bool = False,
               **options) -> dict:
     """Make every clip of ``source`` into ``outdir`` and return the report (also written to
-    OUTDIR/photo3d_batch_report.json). options: defaults for every clip, by
-    ClipOptions.from_kwargs name. workers: CPU worker processes (default 1); gpus: "all"
+    OUTDIR/photo3d_batch_report.json). options: defaults for every clip, by flat name
+    (``config.OPTIONS``; None: not given). workers: CPU worker processes (default 1); gpus: "all"
     or "0,1" (default: all GPUs torch sees, else CPU); ray: "auto", "local" or a cluster
     address. Raises Photo3DError for a usage error and KeyboardInterrupt (after writing
     the report and removing partial files) when interrupted."""
@@ -46,15 +57,13 @@ def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = N
     with OutdirLock(outdir.resolve()):
         swept = sweep_partials(outdir)
         plan = plan_batch(source, outdir, options)
-        runner = runners.make_runner(workers=workers, gpus=gpus, ray=ray)
+        runner = make_runner(workers=workers, gpus=gpus, ray=ray)
         results = dict(plan.results)
         n_skipped = sum(r["status"] == "skipped" for r in results.values())
         n_failed = sum(r["status"] == "failed" for r in results.values())
-        if not quiet:
-            print(f"photo3d: batch of {len(plan.entries)} clips: {len(plan.jobs)} to make "
-                  f"({len(plan.groups)} photos), {n_skipped} already made, {n_failed} bad rows; "
-                  f"{runner.describe()}" + (f"; removed {swept} partial files of a killed run" if swept else ""),
-                  file=sys.stderr)
+        notice(f"batch of {len(plan.entries)} clips: {len(plan.jobs)} to make "
+               f"({len(plan.groups)} photos), {n_skipped} already made, {n_failed} bad rows; "
+               f"{runner.describe()}" + (f"; removed {swept} partial files of a killed run" if swept else ""), quiet)
         bar = tqdm(total=len(plan.jobs), unit="clip", desc="batch", disable=quiet or not plan.jobs,
                    file=sys.stderr, dynamic_ncols=True)
         jobs = {j.index: j for j in plan.jobs}
@@ -83,10 +92,9 @@ def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = N
         write_json_atomic(outdir / REPORT_NAME, report)
     if interrupted:
         raise KeyboardInterrupt
-    if not quiet:
-        t = report["totals"]
-        print(f"photo3d: batch done in {report['seconds']:.1f} s: {t['ok']} made, {t['skipped']} skipped, "
-              f"{t['failed']} failed; report: {outdir / REPORT_NAME}", file=sys.stderr)
+    t = report["totals"]
+    notice(f"batch done in {report['seconds']:.1f} s: {t['ok']} made, {t['skipped']} skipped, "
+           f"{t['failed']} failed; report: {outdir / REPORT_NAME}", quiet)
     return report
 
 
@@ -137,9 +145,10 @@ OUTDIR/photo3d_batch_report.json. Exit status: 0 all clips made (or already ther
 """
 
 
-def add_batch_parser(sub) -> argparse.ArgumentParser:
-    """Add ``photo3d batch`` to the CLI's subparsers. Every option of ``render`` (already
-    added) is offered too, as defaults for all clips, so new render options need nothing here."""
+def add_batch_parser(sub, add_clip_options: Callable[..., None]) -> argparse.ArgumentParser:
+    """Add ``photo3d batch`` to the CLI's subparsers. ``add_clip_options`` (``cli``'s, which
+    ``render`` uses) adds the clip options, as defaults for every clip, so new render
+    options need nothing here."""
     b = sub.add_parser("batch", help="render many clips: a folder of photos or a CSV/JSONL manifest",
                        description="Render many clips: every photo of a folder, or one clip per "
                                    "row of a CSV/JSONL manifest.",
@@ -153,31 +162,14 @@ def add_batch_parser(sub) -> argparse.ArgumentParser:
                      help="run on a Ray cluster: auto (the running cluster), local (start Ray here) or its "
                           "address; OUTDIR and the photos must be on a path every node sees")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
-    render = sub.choices.get("render")
-    if render is not None:
-        group = b.add_argument_group("clip options (as `photo3d render`; defaults for every clip)")
-        for action in render._actions:
-            if not action.option_strings or action.dest in _CLI_SKIP:
-                continue
-            a = copy.copy(action)
-            a.default = argparse.SUPPRESS  # only what the user gave overrides the rows' defaults
-            if a.help and "%(" in a.help:  # "(default %(default)g)": expand with render's value now
-                params = {**vars(action), "prog": render.prog}
-                if params.get("choices") is not None:
-                    params["choices"] = ", ".join(map(str, params["choices"]))
-                try:
-                    a.help = (action.help % params).replace("%", "%%")
-                except (KeyError, TypeError, ValueError):
-                    a.help = None
-            a.container = group
-            group._add_action(a)
+    # --frames DIR is one clip's; a manifest row may still give each clip its own.
+    add_clip_options(b, title="clip options (as `photo3d render`; defaults for every clip)", frames=False)
     b.set_defaults(handler=_batch_command)
     return b
 
 
 def _batch_command(args: argparse.Namespace) -> int:
-    skip = {"input", "output", "workers", "gpus", "ray", "quiet", "handler", "command"}
-    options = {k: v for k, v in vars(args).items() if k not in skip}
+    options = {name: value for name, value in vars(args).items() if name in OPTIONS}
     report = run_batch(args.input, args.output, workers=args.workers, gpus=args.gpus, ray=args.ray,
                        quiet=args.quiet, **options)
     return report["exit_status"]

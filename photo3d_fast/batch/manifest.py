@@ -2,10 +2,11 @@
 
 ``photo3d batch INPUT -o OUTDIR`` takes a folder of photos (recursive) or a manifest (CSV
 or JSONL, one clip per row) and makes every clip into OUTDIR. This module decides *what*
-to make; ``runners`` decides *where*; ``batch.cli`` runs it all (in this process, worker processes, Ray actors).
+to make; ``worker`` makes the clips of a group; ``local`` (this process or worker
+processes) and ``cluster`` (Ray actors) decide *where*; ``batch.cli`` runs it all.
 
-- A job is one clip: a photo, its options as ``ClipOptions.from_kwargs`` keywords, and an
-  output path. Jobs that share a photo and its depth/scene options form a group, whose
+- A job is one clip: a photo, its options by flat name (``ClipOptions.from_flat``), and
+  an output path. Jobs that share a photo and its depth/scene options form a group, whose
   depth (``prepare_photo``) is computed once and reused by all its clips.
 - Names: a clip without an explicit ``output`` is named ``<photo stem>.<hash>.mp4``, the
   hash (8 hex digits) covering the photo's relative path and the options that differ
@@ -28,14 +29,12 @@ import hashlib
 import json
 import os
 import socket
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
+from ..config import ClipOptions, convert_options
 from ..depth import is_depth_method
 from ..errors import Photo3DError
-from ..pipeline import ClipOptions
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 REPORT_NAME = "photo3d_batch_report.json"
@@ -50,8 +49,9 @@ class Job:
 
     index: position in the plan and the report; clip: output path relative to OUTDIR
     (posix); photo: the photo as the report names it; image: absolute path of the photo;
-    options: keywords for ClipOptions.from_kwargs (file paths made absolute); key: the
-    hash of the photo and its non-default options; group: key of its depth stage; output:
+    options: typed options by flat name for ClipOptions.from_flat (file paths made
+    absolute); normalized: those that differ from the defaults (``normalize``); key: the
+    hash of the photo and its normalized options; group: key of its depth stage; output:
     absolute output path; sidecar: True when the name was given, so the key is recorded
     next to it; row: manifest row (1-based) or None.
     """
@@ -82,73 +82,19 @@ class BatchPlan:
 
 # -- options -----------------------------------------------------------------------------
 
-def _config_types() -> dict[str, type]:
-    """Option name (as ClipOptions.from_kwargs takes it) -> the Python type of its value."""
-
-    types: dict[str, type] = {"depth": str, "depth_kind": str, "frames": str, "path": str}
-    for cls in (SceneConfig, PathConfig, RenderConfig, EncodeConfig, EngineConfig):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            hint = hints.get(f.name, str)
-            args = [a for a in typing.get_args(hint) if a is not type(None)]
-            types[f.name] = args[0] if args and typing.get_origin(hint) is not tuple else hint
-    return types
-
-
-def _parse_size(value) -> tuple[int, int]:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return int(value[0]), int(value[1])
-    try:
-        w, h = (int(v) for v in str(value).lower().split("x"))
-    except ValueError:
-        raise Photo3DError(f"size {value!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
-    return w, h
-
-
-def coerce_options(raw: dict, base: Path, outdir: Path) -> dict:
-    """Manifest or CLI values -> typed keywords for ClipOptions.from_kwargs.
-
-    Names may use dashes (``depth-kind``); empty values are dropped; strings become the
-    type of the config field; ``size`` is "WxH" or [W, H]; depth-map and keyframe files
-    are relative to ``base`` (the manifest's folder), ``frames`` to OUTDIR.
-    """
-
-    types = _config_types()
-    out: dict = {}
-    for name, value in raw.items():
-        key = str(name).strip().replace("-", "_")
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        if key == "preset":
-            key = "path"
-        if key not in types:
-            raise Photo3DError(f"unknown option {name!r}; use the names of `photo3d render` options")
-        kind = types[key]
-        try:
-            if key == "size":
-                value = _parse_size(value)
-            elif kind is bool and isinstance(value, str):
-                if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(value)
-                value = value.strip().lower() in ("1", "true", "yes")
-            elif kind in (int, float):
-                number = float(value)
-                if kind is int and number != int(number):
-                    raise ValueError(value)
-                value = kind(number) if kind is float else int(number)
-            elif kind is str:
-                value = str(value).strip()
-        except (TypeError, ValueError):
-            raise Photo3DError(f"option {name}={value!r} is not a valid {kind.__name__}") from None
-        if key == "path" and value.lower().endswith(".json"):
-            value = str((base / value).resolve())
-        elif key == "depth" and not is_depth_method(value):
-            value = str((base / value).resolve())
-        elif key == "frames":
-            value = str((outdir / value).resolve())
-        elif key == "weights":
-            value = str((base / value).resolve())
-        out[key] = value
+def resolve_files(options: dict, base: Path, outdir: Path) -> dict:
+    """Typed options (``config.convert_options``) with their file names made absolute:
+    depth-map, keyframe and weights files relative to ``base`` (the manifest's folder),
+    ``frames`` to OUTDIR, so that a worker anywhere reads the same files."""
+    out = dict(options)
+    if str(out.get("path", "")).lower().endswith(".json"):
+        out["path"] = str((base / out["path"]).resolve())
+    if "depth" in out and not is_depth_method(out["depth"]):
+        out["depth"] = str((base / out["depth"]).resolve())
+    if "weights" in out:
+        out["weights"] = str((base / out["weights"]).resolve())
+    if "frames" in out:
+        out["frames"] = str((outdir / out["frames"]).resolve())
     return out
 
 
@@ -160,22 +106,13 @@ def _rel(value: str, base: Path) -> str:
 
 
 def normalize(options: dict, base: Path, outdir: Path) -> dict:
-    """The options that differ from the defaults, by from_kwargs name, JSON-ready: what
-    the hash covers and the report shows. Validates them (Photo3DError if bad)."""
-
-    opts = ClipOptions.from_kwargs(**options)
-    default = ClipOptions()
-    flat: dict = {}
-    for group in ("scene", "path", "render", "encode", "depth", "engine"):
-        value, ref = getattr(opts, group), getattr(default, group)
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if v != getattr(ref, f.name):
-                name = {("path", "preset"): "path", ("depth", "source"): "depth",
-                        ("depth", "kind"): "depth_kind"}.get((group, f.name), f.name)
-                flat[name] = f"{v[0]}x{v[1]}" if name == "size" else v
-    if opts.frames_dir is not None:
-        flat["frames"] = _rel(str(opts.frames_dir), outdir)
+    """The options that differ from the defaults, by flat name, JSON-ready: what the hash
+    covers and the report shows. Validates them (Photo3DError if bad)."""
+    flat = ClipOptions.from_flat(options).changed()
+    if "size" in flat:
+        flat["size"] = "{}x{}".format(*flat["size"])
+    if "frames" in flat:
+        flat["frames"] = _rel(str(flat["frames"]), outdir)
     for name in ("path", "depth"):
         if name in flat and Path(str(flat[name])).is_absolute():
             flat[name] = _rel(str(flat[name]), base)
@@ -191,7 +128,7 @@ def options_key(photo: str, normalized: dict) -> str:
 def _group_key(image: str, options: dict) -> str:
     """Clips with the same key share one prepare_photo: same photo, depth and scene."""
 
-    opts = ClipOptions.from_kwargs(**options)
+    opts = ClipOptions.from_flat(options)
     engine = (opts.engine.runtime, opts.engine.precision, opts.engine.weights)
     return json.dumps([image, dataclasses.asdict(opts.scene), dataclasses.asdict(opts.depth), engine], default=str)
 
@@ -266,7 +203,7 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
         raise Photo3DError(f"batch input {str(source)!r} is neither a folder nor a .csv/.jsonl manifest")
 
     plan = BatchPlan()
-    cli = coerce_options(defaults, Path.cwd(), outdir)
+    cli = resolve_files(convert_options(defaults), Path.cwd(), outdir)
     seen: dict[str, Job] = {}
     for n, row in rows:
         index = len(plan.entries)
@@ -279,7 +216,8 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
                 raise Photo3DError("row has no 'image'")
             photo = str(row["image"]).strip()
             entry["photo"] = photo
-            options = {**cli, **coerce_options({k: v for k, v in row.items() if k not in _NOT_OPTIONS}, base, outdir)}
+            row_options = convert_options({k: v for k, v in row.items() if k not in _NOT_OPTIONS})
+            options = {**cli, **resolve_files(row_options, base, outdir)}
             normalized = normalize(options, base, outdir)
             entry["options"] = normalized
             key = options_key(photo, normalized)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
-from ..errors import Photo3DError
+from ..errors import Photo3DError, notice
 from ..scene.paths import PRESETS
 from ..synthetic import KINDS
 from . import report, stages
@@ -63,8 +63,7 @@ def run_suite(quick: bool = False, device: str = "auto", sizes: list[str] | None
         clip_frames = plan["clip_frames"]
 
     def say(msg: str) -> None:
-        if not quiet:  # sys.stderr looked up now: a test's capture may have replaced it
-            print(f"photo3d bench: {msg}", file=sys.stderr, flush=True)
+        notice(f"bench: {msg}", quiet)
 
     t_start = time.perf_counter()
     env = environment(dev)
@@ -168,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except Photo3DError as e:
-        print(f"photo3d: error: {e}", file=sys.stderr)
+        notice(f"error: {e}")
         return 2
     return 0
 
@@ -207,7 +206,7 @@ def render_main(argv: list[str] | None = None) -> int:
         rows = [stages.bench_render(k, stages.parse_size(s)[1], device, args.reps, copy, frames_per_launch=b)[0]
                 for k in args.kernels.split(",") for s in sizes.split(",") for b in batches]
     except Photo3DError as e:
-        print(f"photo3d: error: {e}", file=sys.stderr)
+        notice(f"error: {e}")
         return 2
     print(f"device: {env['device']}; torch {env['torch']}; commit {env['commit']}; copy bandwidth {copy:.1f} GB/s")
     print(f"{'impl':<11}{'size':>11}{'texels':>11}{'median ms':>11}{'p90 ms':>9}{'fps':>9}{'GB/s':>8}{'of copy':>9}")

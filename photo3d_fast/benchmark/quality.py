@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import KERNEL_CHOICES
+from ..config import KERNEL_CHOICES, parse_size
 from ..depth import estimate_disparity, local_depth_methods
 from ..device import resolve_device
 from ..errors import Photo3DError
@@ -339,11 +339,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.size:
         try:
-            w, h = (int(v) for v in args.size.lower().split("x"))
-        except ValueError:
-            print(f"--size {args.size!r} is not WxH, e.g. 640x480", file=sys.stderr)
+            size = parse_size(args.size)
+        except Photo3DError as e:
+            print(f"--size {e}", file=sys.stderr)
             return 2
-        size = (w, h)
     else:
         size = (320, 240) if args.quick else (640, 480)
     n_frames = args.frames or (4 if args.quick else 8)

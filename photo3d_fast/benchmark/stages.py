@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..config import BACKENDS, EncodeConfig, PathConfig, RenderConfig
+from ..config import parse_size as parse_wxh
 from ..depth import estimate_disparity, local_depth_methods
 from ..encode import writers as encode
 from ..errors import Photo3DError
@@ -53,8 +54,8 @@ def parse_size(text: str) -> tuple[str, tuple[int, int]]:
     if text in SIZES:
         return text, SIZES[text]
     try:
-        w, h = (int(v) for v in text.split("x"))
-    except ValueError:
+        w, h = parse_wxh(text)
+    except Photo3DError:
         raise Photo3DError(f"size {text!r} is neither WxH nor one of {', '.join(SIZES)}") from None
     if w < 16 or h < 16:
         raise Photo3DError(f"size {text!r} is too small; at least 16x16")

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from ..config import parse_size
 from ..depth.backends import network_input_shape
 from ..errors import Photo3DError
 from . import PRECISIONS, RUNTIMES, load_engine
@@ -31,9 +32,9 @@ Cache: $PHOTO3D_CACHE (default ~/.cache/photo3d_fast).
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1920x1080") from None
+        w, h = parse_size(text)
+    except Photo3DError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if not (16 <= w <= 16384 and 16 <= h <= 16384):
         raise argparse.ArgumentTypeError(f"{text!r}: width and height must be 16..16384")
     return w, h

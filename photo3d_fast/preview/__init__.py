@@ -1,12 +1,14 @@
 """``photo3d preview``: pick the motion of a clip in a browser, export it with the renderer.
 
-The server (``server.py``, aiohttp, the ``[preview]`` extra) computes depth and the LDI
-of a photo once and sends them to a static page (``static/``: no build step, nothing
-loaded from elsewhere) that renders the LDI in WebGL2 at display rate. Camera poses of
-a path come from the server (``paths.make_path`` and ``overscan_zoom`` exactly as
-``render_into`` uses them), so the page shows the motion the export renders. Export
-runs ``render_into`` + ``VideoWriter`` in a background job (``jobs.py``). Without
-WebGL2 the page asks the server for frames over a WebSocket (the same ``Renderer``).
+The server (``server.py``, aiohttp, the ``[preview]`` extra) maps requests onto a
+``previewer.Previewer``, which computes depth and the LDI of a photo once; the page
+(``static/``: no build step, nothing loaded from elsewhere) renders that LDI in WebGL2 at
+display rate. Camera poses of a path come from the server (``pipeline.plan_clip``, as
+``render_into`` uses it), so the page shows the motion the export renders. Export runs
+``clip.write_clip`` in a background job (``jobs.py``). Options are checked by
+``options.py``; photos and the ``--folder`` settings manifest are ``photos.py``'s.
+Without WebGL2 the page asks the server for frames over a WebSocket (the same
+``Renderer``).
 
 This module imports nothing heavy: the CLI adds its parser from here and the server is
 imported only when the command runs.

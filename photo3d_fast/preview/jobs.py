@@ -1,5 +1,5 @@
 """Export jobs of the preview server: one clip rendered in the background with the normal
-pipeline (``render_into`` + ``VideoWriter``), its progress polled by the page.
+pipeline (``clip.write_clip``), its progress polled by the page.
 
 A job goes queued -> running -> done | error. Jobs run one at a time on one worker
 thread (a clip already uses every core or the GPU; two at once only slow both down).
@@ -61,8 +61,9 @@ class _Progress:
 
 
 class JobQueue:
-    """Background exports. ``run(job, sinks_progress)`` is given by the server: it renders
-    the clip of ``job`` into ``job.output`` and calls ``set_total(n)`` first."""
+    """Background exports. ``render(job, progress, set_total)`` is given by the server: it
+    renders the clip of ``job`` into ``job.output``, every frame also to the ``progress``
+    sink, and calls ``set_total(n)`` first."""
 
     def __init__(self, out_dir: Path, render: Callable[[Job, object, Callable[[int], None]], None], keep: int = 20) -> None:
         self.out_dir = out_dir

@@ -1,0 +1,273 @@
+"""The state of one preview server: its photos, their depth and preview LDIs (computed
+once and cached), the poses and frames the page asks for, export jobs and settings.
+
+Nothing here knows HTTP: ``server`` maps requests onto these methods.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..clip import write_clip
+from ..config import ClipOptions, DepthConfig, SceneConfig
+from ..device import resolve_device
+from ..errors import Photo3DError
+from ..io import Photo, load_image, resize_map
+from ..pipeline import PreparedPhoto, plan_clip, scene_depth
+from ..render import Renderer
+from ..scene.camera import scale_intrinsics, scene_intrinsics
+from ..scene.ldi import LDI, build_ldi, ldi_params_for_motion
+from ..scene.paths import BASE_RADIUS, default_focus, preset_path
+from .jobs import Job, JobQueue
+from .options import clean_options, scene_options
+from .photos import IMAGE_SUFFIXES, MANIFEST_NAME, SettingsManifest, list_photos, safe_relative
+
+#: The LDI sent to the page is built for a motion of this ``amount`` (circle preset), the
+#: top of the page's slider range that most clips use; larger amounts still render, with
+#: the edge threshold of this one.
+LDI_AMOUNT = 2.0
+#: Largest server-side interactive frame (pixels per side).
+MAX_STREAM_SIDE = 2048
+
+
+@dataclass
+class Scene:
+    """The preview data of one (photo, fov, depth): prepared photo, preview LDI, renderer."""
+
+    prepared: PreparedPhoto
+    ldi: LDI  # at preview resolution
+    renderer: Renderer  # of ldi
+    near: float  # the depth paths scale with (1st percentile), as render_into computes it
+    focus: float
+    disparity_range: tuple[float, float]
+
+
+class Previewer:
+    """State of one preview server: photos, caches, export jobs, manifest.
+
+    photo: one photo (single mode) or folder: a directory (folder mode).
+    """
+
+    def __init__(self, photo: Path | None = None, folder: Path | None = None, manifest: Path | None = None,
+                 max_side: int = 1024, kernels: str = "auto", device: str = "auto", work_dir: Path | None = None) -> None:
+
+        if (photo is None) == (folder is None):
+            raise Photo3DError("give either a photo or --folder DIR")
+        if folder is not None:
+            if not folder.is_dir():
+                raise Photo3DError(f"--folder {str(folder)!r} is not a directory")
+            self.mode = "folder"
+            self.root = folder.resolve()
+            self.photos = list_photos(self.root)
+            if not self.photos:
+                raise Photo3DError(f"--folder {str(folder)!r} holds no photos ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            self.manifest = (manifest or self.root / MANIFEST_NAME).absolute()
+            if not self.manifest.parent.is_dir():
+                raise Photo3DError(f"--manifest {str(manifest)!r}: its directory does not exist")
+            self.settings = SettingsManifest(self.manifest, self.root, self.photos)
+        else:
+            if not photo.is_file():
+                raise Photo3DError(f"photo {str(photo)!r} does not exist or is not a file")
+            self.mode = "single"
+            self.root = photo.resolve().parent
+            self.photos = [photo.resolve().name]
+            self.manifest = None
+            self.settings = None
+        if not (64 <= max_side <= 8192):
+            raise Photo3DError(f"--max-side {max_side} must be between 64 and 8192")
+        self.max_side = max_side
+        self.kernels = kernels
+        self.device = resolve_device(device)
+        self._tmp = tempfile.TemporaryDirectory(prefix="photo3d-preview-") if work_dir is None else None
+        self.work_dir = Path(self._tmp.name) if work_dir is None else work_dir
+        self._lock = threading.Lock()
+        self._depth: dict = {}
+        self._scenes: dict = {}
+        self._loaded: dict = {}
+        self.jobs = JobQueue(self.work_dir, self._render_job)
+
+    # photos -----------------------------------------------------------------------
+    def photo_path(self, image: str) -> Path:
+        rel = safe_relative(image)
+        if rel.as_posix() not in self.photos:
+            raise Photo3DError(f"image {image!r} is not one of the photos this server shows")
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.root):  # a symlink swapped in after start
+            raise Photo3DError(f"image {image!r} leads outside the folder")
+        return path
+
+    def _photo(self, image: str) -> Photo:
+
+        path = self.photo_path(image)
+        with self._lock:
+            if image not in self._loaded:
+                self._loaded[image] = load_image(path)
+            return self._loaded[image]
+
+    def prepared(self, image: str, fov: float | None, depth: str) -> PreparedPhoto:
+        """PreparedPhoto of ``image``: depth computed once per (photo, depth method)."""
+
+        photo = self._photo(image)
+        scene = SceneConfig(fov=fov)
+        key = (image, depth)
+        with self._lock:
+            cached = self._depth.get(key)
+        if cached is None:
+            cached = scene_depth(photo.rgb, DepthConfig(source=depth), scene)
+            with self._lock:
+                self._depth[key] = cached
+        z, depth_note = cached
+        h, w = photo.rgb.shape[:2]
+        K, fov_note = scene_intrinsics(w, h, scene, photo.exif_fov)
+        return PreparedPhoto(Path(image).name, photo.rgb, K, z, f"depth: {depth_note}; fov: {fov_note}")
+
+    def scene(self, image: str, fov: float | None = None, depth: str = "auto") -> Scene:
+        """The preview LDI of a photo (built once per photo, fov and depth method)."""
+
+        key = (image, fov, depth)
+        with self._lock:
+            if key in self._scenes:
+                return self._scenes[key]
+        prepared = self.prepared(image, fov, depth)
+        h, w = prepared.rgb.shape[:2]
+        s = min(1.0, self.max_side / max(w, h))
+        size = (max(16, round(w * s)), max(16, round(h * s)))
+        if size != (w, h):
+            rgb = np.asarray(Image.fromarray(prepared.rgb).resize(size, Image.Resampling.LANCZOS))
+            K = scale_intrinsics(prepared.K, (w, h), size)
+            z = resize_map(prepared.depth, (size[1], size[0]))
+        else:
+            rgb, K, z = prepared.rgb, prepared.K, prepared.depth
+        near = float(np.percentile(prepared.depth, 1.0))
+        focus = default_focus(prepared.depth)
+        motion = preset_path("circle", 64, LDI_AMOUNT, near, focus).max_translation()
+        band, edge = ldi_params_for_motion(K, z, motion, size)
+        ldi = build_ldi(rgb, z, K, layers=2, band=band, edge_disparity=edge, device=self.device)
+        disp = 1.0 / ldi.depth[ldi.valid]
+        scene = Scene(prepared, ldi, Renderer(ldi, self.kernels), near, focus,
+                      (float(disp.min()), float(disp.max())))
+        with self._lock:
+            self._scenes[key] = scene
+        return scene
+
+    def scene_json(self, image: str, fov: float | None, depth: str) -> dict:
+
+        sc = self.scene(image, fov, depth)
+        w, h = sc.ldi.size
+        ph, pw = sc.prepared.rgb.shape[:2]
+        return {
+            "image": image,
+            "width": w,
+            "height": h,
+            "layers": sc.ldi.layers,
+            "K": np.asarray(sc.ldi.K, float).tolist(),
+            "photo_width": pw,
+            "photo_height": ph,
+            "photo_K": np.asarray(sc.prepared.K, float).tolist(),
+            "edge_disparity": sc.ldi.edge_disparity,
+            "disparity_min": sc.disparity_range[0],
+            "disparity_max": sc.disparity_range[1],
+            "near": sc.near,
+            "focus": sc.focus,
+            "base_radius": BASE_RADIUS,
+            "ldi_amount": LDI_AMOUNT,
+            "notes": sc.prepared.notes,
+            "depth_encoding": "uint16 v: 0 = not valid, else disparity = dmin + (v - 1) / 65534 * (dmax - dmin)",
+        }
+
+    def layer(self, image: str, fov: float | None, depth: str, k: int, kind: str) -> np.ndarray:
+        """Layer k as an array: color (H, W, 4) uint8 RGBA (alpha = valid), depth (H, W)
+        uint16 encoded disparity, mask (H, W) uint8 (255 = valid)."""
+        sc = self.scene(image, fov, depth)
+        if not (0 <= k < sc.ldi.layers):
+            raise Photo3DError(f"layer {k} does not exist; the LDI has layers 0..{sc.ldi.layers - 1}")
+        valid = sc.ldi.valid[k].cpu().numpy()
+        if kind == "color":
+            rgb = (sc.ldi.color[k].clamp(0, 1) * 255.0 + 0.5).to(dtype=torch.uint8).cpu().numpy()
+            return np.dstack([rgb, valid.astype(np.uint8) * 255])
+        if kind == "mask":
+            return valid.astype(np.uint8) * 255
+        if kind == "depth":
+            z = sc.ldi.depth[k].cpu().numpy().astype(np.float64)
+            lo, hi = sc.disparity_range
+            d = np.where(valid, 1.0 / np.maximum(z, 1e-12), lo)
+            v = np.rint((d - lo) / max(hi - lo, 1e-12) * 65534.0) + 1.0
+            return np.where(valid, np.clip(v, 1, 65535), 0).astype(np.uint16)
+        raise Photo3DError(f"kind {kind!r} must be color, depth or mask")
+
+    # paths -----------------------------------------------------------------------
+    def poses(self, image: str, options: dict) -> dict:
+        """The clip's poses exactly as export renders them (``pipeline.plan_clip``)."""
+
+        opts = ClipOptions.from_flat(options)
+        plan = plan_clip(self.prepared(image, opts.scene.fov, opts.depth.source), opts)
+        path, out_size, K_out, overscan = plan.path, plan.size, plan.K_out, plan.overscan
+        return {
+            "n": len(path),
+            "fps": opts.path.fps,
+            "size": list(out_size),
+            "K": K_out.tolist(),
+            "overscan": overscan,
+            "poses": [p.reshape(-1).tolist() for p in path.poses],
+            "zoom": path.zoom.tolist(),
+        }
+
+    # server-side frames ------------------------------------------------------------
+    def frame_jpeg(self, request: dict, quality: int = 85) -> bytes:
+        """One frame of the preview LDI for a camera the page chose, as JPEG bytes."""
+        image = str(request.get("image", ""))
+        fov, depth = scene_options(request)
+        try:
+            c2w = np.asarray(request["c2w"], np.float64).reshape(4, 4)
+            K = np.asarray(request["K"], np.float64).reshape(3, 3)
+            size = (int(request["width"]), int(request["height"]))
+        except (KeyError, TypeError, ValueError):
+            raise Photo3DError("a frame request needs c2w (16 numbers), K (9 numbers), width and height") from None
+        if not (np.isfinite(c2w).all() and np.isfinite(K).all()):
+            raise Photo3DError("c2w and K must be finite")
+        if not (16 <= size[0] <= MAX_STREAM_SIDE and 16 <= size[1] <= MAX_STREAM_SIDE):
+            raise Photo3DError(f"frame size {size[0]}x{size[1]} must be 16..{MAX_STREAM_SIDE} per side")
+        sc = self.scene(image, fov, depth)
+        frame = sc.renderer.render(c2w, K, size).cpu().numpy()
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+        return buf.getvalue()
+
+    # export ------------------------------------------------------------------------
+    def _render_job(self, job: Job, progress: object, set_total: Callable[[int], None]) -> None:
+        """An export job: the clip of ``job.options`` at full resolution, as render makes it."""
+        opts = ClipOptions.from_flat({**job.options, "kernels": self.kernels, "device": str(self.device)})
+        set_total(opts.path.n_frames)
+        prepared = self.prepared(job.image, opts.scene.fov, opts.depth.source)
+        write_clip(prepared, opts, job.output, quiet=True, sinks=(progress,))
+
+    # settings ----------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, dict]:
+        """Rows of the settings manifest by photo id; {} when it does not exist yet."""
+        if self.settings is None:
+            raise Photo3DError("settings are saved only with --folder DIR")
+        with self._lock:
+            return self.settings.read()
+
+    def save_settings(self, image: str, options: dict) -> dict:
+        """Store one photo's options (checked, by flat name) in the manifest; the row."""
+        self.photo_path(image)
+        if self.settings is None:
+            raise Photo3DError("settings are saved only with --folder DIR")
+        options = clean_options(options)
+        with self._lock:
+            return self.settings.save(image, options)
+
+    def close(self) -> None:
+        self.jobs.shutdown()
+        if self._tmp is not None:
+            self._tmp.cleanup()
