@@ -16,7 +16,7 @@ void check(const torch::Tensor& t, const char* name, torch::ScalarType dtype) {
 }
 
 // cam: (F, 16) camera blocks, one per frame. Returns (acc (F, out_h*out_w, 4) float32,
-// zbuf (F, out_h*out_w) int64): frame f as photo3d_fast.render.reference builds them.
+// zbuf (F, out_h*out_w) int64): frame f as photo3d_fast.ops.splat builds them.
 std::vector<torch::Tensor> splat_accumulate(torch::Tensor points, torch::Tensor link_x, torch::Tensor link_y,
                                             torch::Tensor texels, torch::Tensor colors, torch::Tensor cam,
                                             int64_t out_w, int64_t out_h, double grid_focal, double tolerance,

@@ -1,5 +1,5 @@
 // RGB -> NV12, BT.709 limited range, "left" chroma siting: the CUDA C++ twin of
-// photo3d_fast/nv12.py (torch reference, whose docstring defines the filter) and
+// photo3d_fast/ops/nv12.py (torch reference, whose docstring defines the filter) and
 // kernels/nv12.py (Triton). One thread per 2x2 block writes its four Y samples and one
 // Cb, Cr pair. Reads 3 B and writes 1.5 B per pixel.
 //

@@ -1,5 +1,5 @@
 // Fused splat + resolve of LDI texels: the CUDA C++ twin of kernels/splat.py (Triton) and
-// of photo3d_fast/render/reference.py (torch), same math, same outputs.
+// of photo3d_fast/ops/splat.py (torch), same math, same outputs.
 //
 // Pass 1 (zbuffer_kernel), one thread per texel: project the texel's world point and its
 // four surface neighbours, derive the per-side footprint, atomicMin the key

@@ -1,6 +1,6 @@
 """Far-first hole filling in Triton: ``fill_from_background`` without the ~40 tensor passes.
 
-Same contract as ``photo3d_fast.pushpull.fill_from_background`` (the torch reference),
+Same contract as ``photo3d_fast.ops.fill.fill_from_background`` (the torch reference),
 same math, in three passes:
 
 1. ``_nearest_kernel`` along rows (4 per program): per row, the index of the nearest
@@ -48,7 +48,7 @@ __all__ = ["nearest_covered", "fill_from_background", "fill_frames"]
 if float(FAR_POWER) != int(FAR_POWER) or FAR_POWER < 1:
     # the kernel raises to the power by repeated multiplication (exact order, no libdevice)
     raise ValueError(f"kernels.fill needs an integer FAR_POWER >= 1, got {FAR_POWER}; "
-                     "use photo3d_fast.pushpull.fill_from_background instead")
+                     "use photo3d_fast.ops.fill.fill_from_background instead")
 FAR_POWER_C = tl.constexpr(int(FAR_POWER))
 
 # (lines, elements) tile of a scan: rows 4 per program along contiguous memory (1 KiB
@@ -173,7 +173,7 @@ def nearest_covered(covered: torch.Tensor, *, out: torch.Tensor | None = None) -
     (columns), top and bottom (rows), itself included; -1 where there is none.
 
     covered: (H, W) bool, or (F, H, W) for F frames, giving (4, F, H, W). Matches
-    ``pushpull._nearest_covered`` for (dim, forward) = (1, False), (1, True), (0, False),
+    ``ops.fill._nearest_covered`` for (dim, forward) = (1, False), (1, True), (0, False),
     (0, True) on each frame. ``out``: optional int32 tensor of the result's shape to write.
     """
     if covered.dim() not in (2, 3) or covered.dtype != torch.bool:
@@ -238,7 +238,7 @@ def _fill(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, out:
 
 def fill_from_background(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, *,
                          out: torch.Tensor | None = None) -> torch.Tensor:
-    """Same contract as ``photo3d_fast.pushpull.fill_from_background``: each hole pixel takes
+    """Same contract as ``photo3d_fast.ops.fill.fill_from_background``: each hole pixel takes
     the nearest covered pixel to its left, right, top and bottom, weighted by
     (z / z_farthest) ** FAR_POWER / distance; covered pixels keep their values; hole pixels
     with no covered pixel in their row or column fall back to push-pull.
@@ -259,7 +259,7 @@ def fill_from_background(values: torch.Tensor, covered: torch.Tensor, depth: tor
 def fill_frames(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, *,
                 out: torch.Tensor | None = None) -> torch.Tensor:
     """``fill_from_background`` of F frames in one launch of each pass (the Triton twin of
-    ``pushpull.fill_frames``): values (F, C, H, W) float32, covered (F, H, W) bool, depth
+    ``ops.fill.fill_frames``): values (F, C, H, W) float32, covered (F, H, W) bool, depth
     (F, H, W) float32. Returns (F, C, H, W) float32, a new tensor (or ``out``), frame f equal
     to the single-frame fill of frame f. It does not ask the device whether frames have
     holes first: fully covered frames are copied through, so a batch costs one host sync

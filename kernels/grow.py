@@ -1,9 +1,9 @@
 """LDI construction in Triton: depth-edge seeds and the back-layer growth, one launch per ring.
 
-Same contract as ``photo3d_fast.ldi.grow_back_layer`` (torch reference), same results:
+Same contract as ``photo3d_fast.ops.grow.grow_back_layer`` (torch reference), same results:
 
 - ``_seeds_kernel``: a pixel is a background seed when a 4-neighbour is nearer by more than
-  the edge threshold in disparity (``ldi.discontinuities``).
+  the edge threshold in disparity (``ops.grow.discontinuities``).
 - ``_grow_kernel``: one growth ring. Every pixel reads its 8 neighbours' state from the
   previous ring (double-buffered, as the reference updates all pixels at once), joins when
   a known neighbour lies behind it by more than the threshold, and takes the mean color and
@@ -116,7 +116,7 @@ def grow_back_layer(
     edge_disparity: float,
     allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Triton twin of ``photo3d_fast.ldi.grow_back_layer``: same arguments and results.
+    """Triton twin of ``photo3d_fast.ops.grow.grow_back_layer``: same arguments and results.
 
     color: (H, W, 3) float32; depth: (H, W) float32 z-depth; band: rings; allowed: (H, W)
     bool or None. Returns (color (H, W, 3), depth (H, W), mask (H, W) bool).

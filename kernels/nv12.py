@@ -1,6 +1,6 @@
 """RGB -> NV12 in one pass (Triton): BT.709 limited range, "left" chroma siting.
 
-Twin of ``photo3d_fast.nv12.rgb_to_nv12_reference`` (same math, same float32 operation
+Twin of ``photo3d_fast.ops.nv12.rgb_to_nv12`` (same math, same float32 operation
 order; see that module for the colour and siting conventions).
 
 One program handles BLOCK chroma sites. Site (j, i) reads the 2x3 pixel window rows

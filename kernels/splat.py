@@ -1,17 +1,17 @@
 """Fused splat and resolve of LDI texels in Triton: the renderer's per-frame hot path.
 
-Same contract as ``photo3d_fast.render.reference`` (``prepare`` and ``render_frame``),
+Same contract as ``photo3d_fast.ops.splat`` (``prepare`` and ``render_frame``),
 same math, in two passes over the texels instead of ~60 tensor passes:
 
 1. ``_zbuffer_kernel``: per texel, read its world point and its four surface neighbours,
    transform and project all five (camera = R^T (X - t), OpenCV pinhole), derive the
-   per-side footprint exactly as ``reference.footprints`` does, and ``atomic_min`` the key
+   per-side footprint exactly as ``ops.splat.footprints`` does, and ``atomic_min`` the key
    (float bits of z << 32 | texel id) into every covered pixel of an int64 z-buffer.
 2. ``_resolve_kernel``: recompute the same footprint (cheaper than storing it), read the
    winner of each covered pixel, and ``atomic_add`` the tent-weighted color of texels
    within the resolve tolerance into a (pixels, 4) float32 accumulator.
 
-Normalisation is shared with the reference (``reference.finish_frames``); holes are filled by
+Normalisation is shared with the reference (``ops.splat.finish_frames``); holes are filled by
 the Triton twin of its fill (``kernels/fill.py``).
 
 Batching: ``render_frames`` renders F cameras with one launch of each kernel (the launch
@@ -86,7 +86,7 @@ def _project(points_ptr, idx, cam_ptr, mask):
 
 @triton.jit
 def _side(near, far, shear, has_near, has_far, own):
-    """Extent of one footprint side, as reference.footprints."""
+    """Extent of one footprint side, as ops.splat.footprints."""
     linked = tl.minimum(tl.maximum(0.5 * MARGIN_C * tl.maximum(near, shear), 0.5), MAX_EXT_C)
     silhouette = tl.minimum(tl.where(has_far, 0.5 * far, own), MAX_EXT_C)
     return tl.where(has_near, linked, silhouette)
@@ -228,13 +228,13 @@ def accumulate_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
 
 
 def accumulate(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both passes: (acc (W*H, 4) float32, zbuf (W*H,) int64), as reference.render_frame builds them."""
+    """Both passes: (acc (W*H, 4) float32, zbuf (W*H,) int64), as ops.splat.render_frame builds them."""
     acc, zbuf = accumulate_frames(grid, c2w[None], K[None], size)
     return acc[0], zbuf[0]
 
 
 def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as reference.render_frame: (H, W, 3) float32 color and (H, W) bool coverage.
+    """Same contract as ops.splat.render_frame: (H, W, 3) float32 color and (H, W) bool coverage.
 
     A batch of one: the batched path asks the device one question per frame (any orphan
     holes?) where ``finish`` with the single-frame fill asks three, at the price of running
@@ -247,7 +247,7 @@ def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tu
 
 def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
                   size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as reference.render_frames, F frames per launch of each kernel:
+    """Same contract as ops.splat.render_frames, F frames per launch of each kernel:
     (F, H, W, 3) float32 color and (F, H, W) bool coverage."""
     acc, zbuf = accumulate_frames(grid, c2ws, Ks, size)
     return finish_frames(acc, zbuf, size, fill=fill_frames)

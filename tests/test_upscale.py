@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from photo3d_fast.engines import ncnn as ncnn_reader
+from photo3d_fast.engines import ncnn_weights as ncnn_reader  # the conversions; re-exports read_ncnn
 from photo3d_fast.errors import Photo3DError
 from photo3d_fast.models.rrdbnet import RRDBNet
 from photo3d_fast.models.srvgg import SRVGGNetCompact

@@ -5,7 +5,7 @@ kind makes one or more codecs:
 
 | kind | makes | with |
 | --- | --- | --- |
-| nvenc | h264, hevc | PyNvVideoCodec from CUDA memory (``photo3d_fast.nvenc``) |
+| nvenc | h264, hevc | PyNvVideoCodec from CUDA memory (``photo3d_fast.encode.nvenc``) |
 | ffmpeg-nvenc | h264, hevc, av1 | h264_nvenc / hevc_nvenc / av1_nvenc in the ffmpeg binary |
 | x264, x265, svtav1, vpx | h264, hevc, av1, vp9 | libx264, libx265, libsvtav1, libvpx-vp9 |
 | gif, webp | previews | ffmpeg's gif (palettegen/paletteuse) and libwebp_anim |

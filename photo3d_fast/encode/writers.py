@@ -47,7 +47,7 @@ class VideoWriter(FfmpegSink):
     path: output .mp4/.mov/.mkv/.webm/.gif/.webp; fps: frames per second; size: (W, H) in
     pixels of the frames that will be written; config: EncodeConfig (encoder auto: the
     hardware *_nvenc encoder of ffmpeg when it works, else libx264 for .mp4; see
-    ``photo3d_fast.formats``; the PyNvVideoCodec encoder is opened by ``open_video``).
+    ``photo3d_fast.encode.formats``; the PyNvVideoCodec encoder is opened by ``open_video``).
     Frames go to ffmpeg's stdin as raw rgb24, converted to the output format with the
     BT.709 matrix (limited range) and tagged so, which is what players assume for video;
     .gif gets a palette computed over the clip, .webp lossy WebP at quality 90.

@@ -1,10 +1,10 @@
 """Engines: learned networks compiled once per input shape and device, cached on disk.
 
-Build path (ARCHITECTURE.md, Engines): torch module -> ONNX (opset 18, static shape,
-precision in the graph) -> TensorRT plan, cached under a key of model, weights hash,
-input shape, precision, GPU and TensorRT version. Where TensorRT is missing the same ONNX
-runs in ONNX Runtime (CUDA provider if present, else CPU); where that is missing the
-torch module runs (fp16 and torch.compile on a GPU).
+Build path: torch module -> ONNX (opset 18, static shape, precision in the graph) ->
+TensorRT plan, cached under a key of model, weights hash, input shape, precision, GPU and
+TensorRT version. Where TensorRT is missing the same ONNX runs in ONNX Runtime (CUDA
+provider if present, else CPU); where that is missing the torch module runs (fp16 and
+torch.compile on a GPU).
 
     engine = load_engine("depth-anything-v2-small", (1, 3, 518, 686))
     y = engine(x)          # float32 (N, C, H, W) on engine.device in and out
@@ -16,7 +16,6 @@ Precisions: "auto" (fp16 on a GPU, fp32 on the CPU) | "fp32" | "fp16" (GPU only)
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,7 @@ import torch
 
 from ..config import PRECISIONS, RUNTIMES
 from ..device import resolve_device
-from ..errors import Photo3DError
+from ..errors import Photo3DError, notice
 from .cache import EngineKey, cache_dir, weights_id
 from .export import export_onnx
 from .registry import MODELS, ModelSpec, get_spec, models_for
@@ -49,8 +48,8 @@ def pick_runtime(runtime: str, device: torch.device) -> str:
     """The runtime ``auto`` means here, or ``runtime`` checked for availability.
 
     GPU: TensorRT, else ONNX Runtime with its CUDA provider, else torch.compile (fp16).
-    CPU: ONNX Runtime, else torch (bench/engines.py: ORT's CPU provider beat eager torch
-    on every model measured on the 2-core CI machine).
+    CPU: ONNX Runtime, else torch (bench/engines.py: on a 2-core CPU, ORT's CPU provider
+    beats eager torch on every model).
     """
     if runtime not in RUNTIMES:
         raise Photo3DError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
@@ -104,11 +103,6 @@ def load_module(spec: ModelSpec, files: list[Path]) -> torch.nn.Module:
     return _MODULES[memo]
 
 
-def _say(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(f"photo3d: {message}", file=sys.stderr)
-
-
 def engine_from_module(
     module: torch.nn.Module | Callable[[], torch.nn.Module],
     *,
@@ -153,7 +147,7 @@ def _compiled(network: Callable[[], torch.nn.Module], key: EngineKey, dev: torch
     hit = onnx_path.is_file()
     for attempt in range(2):
         if not onnx_path.is_file():
-            _say(quiet, f"exporting {key.model} {key.precision} for input {'x'.join(map(str, key.shape))} to ONNX (once; cached in {cache_dir()})")
+            notice(f"exporting {key.model} {key.precision} for input {'x'.join(map(str, key.shape))} to ONNX (once; cached in {cache_dir()})", quiet)
             t0 = time.perf_counter()
             export_onnx(network(), key.shape, onnx_path, key.precision, key.opset)
             build_s += time.perf_counter() - t0
@@ -172,7 +166,7 @@ def _compiled(network: Callable[[], torch.nn.Module], key: EngineKey, dev: torch
             # version) is rebuilt once; a second failure is real.
             if attempt:
                 raise
-            _say(quiet, f"cached engine for {key.model} did not load ({type(e).__name__}: {str(e)[:200]}); rebuilding it")
+            notice(f"cached engine for {key.model} did not load ({type(e).__name__}: {str(e)[:200]}); rebuilding it", quiet)
             shutil.rmtree(onnx_path.parent, ignore_errors=True)
             key.plan_path().unlink(missing_ok=True)
             hit = False

@@ -16,7 +16,7 @@ from ..models.depth_anything import depth_anything_v2, load_depth_anything_v2_we
 from ..models.midas import load_midas_weights, midas_dpt_large
 from ..models.rrdbnet import RRDBNet
 from ..models.srvgg import SRVGGNetCompact
-from .ncnn import rrdbnet_state_dict_from_ncnn, srvgg_state_dict_from_ncnn
+from .ncnn_weights import rrdbnet_state_dict_from_ncnn, srvgg_state_dict_from_ncnn
 
 
 @dataclass(frozen=True)

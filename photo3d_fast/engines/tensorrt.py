@@ -1,19 +1,17 @@
 """TensorRT: ONNX -> serialized plan (cached) -> execution on torch CUDA tensors.
 
-Written to the TensorRT 10/11 Python API (named I/O tensors, ``execute_async_v3``,
-strongly typed networks: precision comes from the ONNX graph, see ``export.py``). Needs
-an NVIDIA GPU, its driver and ``pip install photo3d_fast[trt]``. Not yet run on a GPU by
-this project's tests (none was available); the tests that need it skip and say so.
+Uses the TensorRT 10/11 Python API (named I/O tensors, ``execute_async_v3``, strongly
+typed networks: precision comes from the ONNX graph, see ``export.py``). Needs an NVIDIA
+GPU, its driver and ``pip install photo3d_fast[trt]``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
-from ..errors import Photo3DError
+from ..errors import Photo3DError, notice
 from .cache import safe_name, write_atomic
 from .runtimes import Engine
 
@@ -83,9 +81,7 @@ def build_plan(onnx_path: Path, plan_path: Path, shape: tuple[int, ...], device:
         blob = timing_path.read_bytes() if timing_path.is_file() else b""
         timing = config.create_timing_cache(blob)
         config.set_timing_cache(timing, ignore_mismatch=False)
-        if not quiet:
-            print(f"photo3d: building a TensorRT engine for {onnx_path.parent.name} (once per GPU and shape; minutes)",
-                  file=sys.stderr)
+        notice(f"building a TensorRT engine for {onnx_path.parent.name} (once per GPU and shape; minutes)", quiet)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")

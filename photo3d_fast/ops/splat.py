@@ -19,7 +19,7 @@ One frame, for camera-to-world pose T = [R | t] and output intrinsics K':
    (no shimmer between frames) while surfaces behind never bleed through.
 5. Holes that no layer covers (the image border after a lateral move, disocclusions
    wider than the back layer) are filled from the farther of the surfaces bordering
-   them (``pushpull.fill_from_background``), so the foreground never smears into them.
+   them (``fill.fill_from_background``), so the foreground never smears into them.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], fill=fil
     """Normalise accumulated color and fill holes; shared by every implementation.
 
     acc: (H*W, 4) float32 sums of weight * (r, g, b, 1); buf: (H*W,) int64 z-buffer keys;
-    fill: the hole filler (``pushpull.fill_from_background`` or its Triton twin).
+    fill: the hole filler (``fill.fill_from_background`` or its Triton twin).
     Returns (H, W, 3) float32 color in [0, 1] and (H, W) bool coverage.
     """
     w, h = size
@@ -222,7 +222,7 @@ def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], fill=fil
 def finish_frames(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int],
                   fill=fill_frames) -> tuple[torch.Tensor, torch.Tensor]:
     """``finish`` of F frames at once: acc (F, H*W, 4), buf (F, H*W) int64; fill takes
-    (F, C, H, W) values and (F, H, W) coverage and depth (``pushpull.fill_frames`` or its
+    (F, C, H, W) values and (F, H, W) coverage and depth (``fill.fill_frames`` or its
     Triton twin). Returns (F, H, W, 3) float32 in [0, 1] and (F, H, W) bool coverage.
 
     Unlike ``finish`` it never asks the device whether a frame has holes: the fill runs on

@@ -1,5 +1,5 @@
 """Layered depth image (LDI): the photo as a front layer plus back layers that hold what
-foreground edges hide. Torch reference, vectorised, runs on CPU and GPU.
+foreground edges hide, and how it is built (on the device of the photo).
 
 Edges are measured in disparity (1 / z-depth), because that is what parallax is made
 of: a camera move t opens a gap of fx * t * |1/z_p - 1/z_q| pixels between neighbours p
@@ -10,15 +10,9 @@ from the path's motion so that a gap of about one pixel could open between them.
 Construction, for each back layer k = 1 .. L-1, from the surface S seen so far (the
 photo for k = 1):
 
-1. Discontinuities: a 4-neighbour pair (p, q) with 1/z_p - 1/z_q > edge_disparity is an
-   edge; p is on the foreground side, q is a background *seed*.
-2. Growth: the band is grown from the seeds into the foreground, one 8-neighbour ring per
-   step, for ``band`` steps. A pixel joins when a known neighbour lies behind its own
-   surface by more than the edge threshold, i.e. only into pixels that really are in
-   front of that background, never into the background itself. The newcomer's depth
-   comes from the nearest such neighbours; the band's colors are drawn from the farther
-   of the surfaces bordering it (see ``grow_back_layer``): the inpainting draws from the
-   background side, so foreground never smears into the back layer.
+1-2. Discontinuities and growth: the op ``grow`` (``ops/grow.py``, its Triton twin
+   ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground and
+   fills it from the background side.
 3. Nesting: layer k may only grow inside layer k-1's band (a pixel needs a (k-1)-th layer
    before it can have a k-th), so extra layers peel nested occlusions (a pole in front of
    a box in front of a wall) instead of extending the same band.

@@ -1,6 +1,6 @@
 """Camera paths: presets and keyframe files, as camera-to-world matrices.
 
-Conventions (ARCHITECTURE.md): OpenCV camera (x right, y down, z forward); the world frame
+Conventions (docs/architecture.md): OpenCV camera (x right, y down, z forward); the world frame
 is the photo's camera; each pose is a camera-to-world 4x4 matrix. Every preset starts at
 the identity, so frame 0 shows the photo itself. Distances are scene units; the motion
 radius is ``amount`` times a base fraction of ``near`` (the depth of the nearest content),
