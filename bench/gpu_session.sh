@@ -5,8 +5,8 @@
 #
 # 1. builds photo3d_fast._C from csrc/ (PHOTO3D_BUILD_CUDA=1: fails loudly if it cannot);
 # 2. correctness first: the compiled Triton kernels and the CUDA C++ extension against the
-#    torch references on CUDA tensors (the *_on_gpu / test_cuda_* tests; nothing skipped
-#    that a GPU should run: a skip is reported as a failure here);
+#    torch references on CUDA tensors (the op tests' triton-cuda and cuda-cuda cases; nothing
+#    skipped that a GPU should run: a skip is reported as a failure here);
 # 3. the kernels' resource report (registers, spills) for this GPU's architecture;
 # 4. timings: bench/render.py for torch, triton and cuda at 720p/1080p/4K, 1 and 8 frames
 #    per launch, CUDA events, against the measured copy bandwidth; then bench/engines.py.
@@ -35,8 +35,8 @@ if ! PHOTO3D_BUILD_CUDA=1 python -m pip install -q --no-build-isolation --no-dep
 fi
 
 step "correctness on the GPU"
-python -m pytest -q -rs tests/test_kernels_splat.py tests/test_kernels_fill.py tests/test_kernels_ldi.py \
-    tests/test_csrc.py tests/test_nv12.py tests/test_render.py 2>&1 | tee "$out/tests.log" | tail -15
+python -m pytest -q -rs tests/test_op_splat.py tests/test_op_fill.py tests/test_op_grow.py \
+    tests/test_op_nv12.py tests/test_csrc.py tests/test_render.py 2>&1 | tee "$out/tests.log" | tail -15
 grep -qE "[0-9]+ (failed|errors?)\b" "$out/tests.log" && status=1
 # the GPU tests must run here, not skip (the interpreter-only tests skip by design)
 if grep -E "SKIPPED.*(needs a CUDA GPU|photo3d_fast._C)" "$out/tests.log"; then

@@ -1,4 +1,4 @@
-"""One photo to the frames of its clips: the stages of ARCHITECTURE.md wired together.
+"""One photo to the frames of its clips: the stages of docs/architecture.md wired together.
 
 decode -> depth -> scene (K, z-depth) -> LDI -> per frame: render -> sinks. The files a
 clip is written to are ``clip``'s (``write_clip``, ``render_clip``); ``write_depth`` saves
@@ -82,7 +82,7 @@ def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig, engine
 
 def prepare_photo(photo: Photo, name: str, scene: SceneConfig = SceneConfig(), depth: DepthConfig = DepthConfig(),
                   engine: EngineOptions = EngineOptions(), quiet: bool = True) -> PreparedPhoto:
-    """Intrinsics and depth of a loaded photo: the per-photo stage of ARCHITECTURE.md."""
+    """Intrinsics and depth of a loaded photo: the per-photo stage of docs/architecture.md."""
     h, w = photo.rgb.shape[:2]
     K, fov_note = scene_intrinsics(w, h, scene, photo.exif_fov)
     z, depth_note = scene_depth(photo.rgb, depth, scene, engine, quiet)

@@ -72,6 +72,11 @@ def status(backend: str) -> tuple[bool, str]:
     return triton_status() if backend == "triton" else cuda_status()
 
 
+def _interpreted(backend: str) -> bool:
+    """Whether ``backend`` runs on CPU tensors here: Triton under TRITON_INTERPRET=1."""
+    return backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def _for_auto(backend: str, device: torch.device) -> bool:
     """Whether ``auto`` may pick ``backend`` on ``device``: the fast kernels are GPU kernels,
     and auto never picks the (test-only) Triton interpreter."""
@@ -79,7 +84,7 @@ def _for_auto(backend: str, device: torch.device) -> bool:
         return True
     if device.type != "cuda":
         return False
-    if backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
+    if _interpreted(backend):
         return False
     return status(backend)[0]
 
@@ -106,6 +111,9 @@ def select(op: str, kernels: str, device: torch.device | str) -> tuple[str, Modu
             usable, why = status(kernels)
             if not usable:
                 raise Photo3DError(f"--kernels {kernels} is not available: {why}; use --kernels auto or torch")
+            if kernels != "torch" and device.type != "cuda" and not _interpreted(kernels):
+                raise Photo3DError(f"--kernels {kernels} runs on CUDA devices, not {device}; "
+                                   f"use --device cuda, or --kernels auto or torch")
             return kernels, importlib.import_module(impls[kernels])
         kernels = "auto"
     for backend in BACKENDS:

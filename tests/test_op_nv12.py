@@ -1,17 +1,29 @@
-"""RGB -> NV12: the torch reference against hand-computed BT.709 values, its round trip,
-and the Triton kernel against the reference under TRITON_INTERPRET=1."""
+"""The op ``nv12`` (RGB -> NV12 for the hardware encoders): ``rgb_to_nv12``, and its inverse
+``nv12_to_rgb`` for tests.
+
+| reference | photo3d_fast/ops/nv12.py (rgb_to_nv12, nv12_to_rgb) |
+| Triton    | kernels/nv12.py (photo3d_fast.kernels.nv12) |
+| CUDA C++  | csrc/nv12.cu, through photo3d_fast/ops/cuda.py |
+| selector  | photo3d_fast.ops.backends.select("nv12", kernels, device) |
+
+First the reference against hand-computed BT.709 values and its round trip; then every
+implementation against it, parametrised over (backend, device) (helpers.BACKEND_DEVICES).
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import zlib
 
 import pytest
 import torch
 
+import photo3d_fast.ops.nv12 as reference
 from photo3d_fast.errors import Photo3DError
 from photo3d_fast.ops.backends import select
 from photo3d_fast.ops.nv12 import nv12_to_rgb, rgb_to_nv12
+
+from helpers import BACKEND_DEVICES, cases, implementation
 
 # BT.709 limited range by hand: Y = 16 + 219 (.2126 R + .7152 G + .0722 B),
 # Cb = 128 + 112 (B - Y') / (1 - .0722), Cr = 128 + 112 (R - Y') / (1 - .2126), R,G,B in [0, 1]
@@ -24,6 +36,8 @@ PURE = {
     (128, 128, 128): (126, 128, 128),  # 16 + 219 * 128/255 = 125.9
 }
 
+
+# -- the reference ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rgb, yuv", PURE.items())
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
@@ -79,52 +93,7 @@ def test_bad_input_is_refused():
                        torch.tensor([[16, 16], [16, 16], [128, 128]], dtype=torch.uint8))
 
 
-# -- Triton kernel vs reference, on the CPU under the interpreter -----------------------
-HAS_TRITON = importlib.util.find_spec("triton") is not None and os.environ.get("TRITON_INTERPRET") == "1"
-
-
-@pytest.fixture
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
-@pytest.mark.skipif(not HAS_TRITON, reason="needs Triton (pip install photo3d_fast[triton]) running interpreted (TRITON_INTERPRET=1, the tests' default)")
-@pytest.mark.parametrize("shape", [(2, 2), (6, 10), (64, 96), (34, 62), (18, 258)])
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
-@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
-def test_triton_matches_reference(interpret, shape, dtype, layout):
-    from photo3d_fast.kernels.nv12 import rgb_to_nv12 as triton_nv12
-
-    assert os.environ["TRITON_INTERPRET"] == "1"
-    g = torch.Generator().manual_seed(hash((shape, str(dtype), layout)) % 2**31)
-    h, w = shape
-    if dtype == torch.uint8:
-        img = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8)
-    else:
-        img = torch.rand(h, w, 3, generator=g) * 1.2 - 0.1  # out-of-range floats are clamped
-    if layout == "transposed":
-        img = img.transpose(0, 1).contiguous().transpose(0, 1)  # same values, strides (3, 3h, 1)
-    out = torch.full((h * 3 // 2, w), 7, dtype=torch.uint8)  # poison: every byte must be written
-    out[0, 0] = 201
-    fast = triton_nv12(img, out=out)
-    ref = rgb_to_nv12(img)
-    # Same float32 operations in the same order: exact on the CPU interpreter. On a GPU,
-    # FMA contraction may move a value across a .5 rounding edge: at most 1 LSB.
-    torch.testing.assert_close(fast.int(), ref.int(), rtol=0, atol=0)
-    assert torch.equal(select("nv12", "triton", img.device)[1].rgb_to_nv12(img), ref)
-
-
-@pytest.mark.skipif(not HAS_TRITON, reason="needs Triton (pip install photo3d_fast[triton]) running interpreted (TRITON_INTERPRET=1, the tests' default)")
-def test_triton_refuses_odd_sizes(interpret):
-    from photo3d_fast.kernels.nv12 import rgb_to_nv12 as triton_nv12
-
-    with pytest.raises(Photo3DError, match="even width and height.*6x4"):
-        triton_nv12(torch.zeros(4, 7, 3, dtype=torch.uint8))
-
-
 def test_selector_uses_torch_on_cpu():
-    import photo3d_fast.ops.nv12 as reference
-
     assert select("nv12", "auto", "cpu") == ("torch", reference)
     assert select("nv12", "torch", "cpu") == ("torch", reference)
     with pytest.raises(Photo3DError, match="kernels 'metal'"):
@@ -133,9 +102,43 @@ def test_selector_uses_torch_on_cpu():
         select("nv12", "cuda", "cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_triton_on_gpu_within_one_lsb():
-    img = torch.randint(0, 256, (1080, 1920, 3), dtype=torch.uint8, device="cuda")
-    fast = select("nv12", "auto", img.device)[1].rgb_to_nv12(img)
-    ref = rgb_to_nv12(img)
-    assert (fast.int() - ref.int()).abs().max() <= 1
+# -- implementations against the reference ---------------------------------------------------
+
+#: Largest difference from the reference, in LSB. Same float32 operations in the same order:
+#: exact on the CPU interpreter and in CUDA C++ (which rounds every operation as torch does);
+#: compiled Triton on a GPU may contract to FMA and move a value across a .5 rounding edge.
+LSB = {("triton", "cpu"): 0, ("triton", "cuda"): 1, ("cuda", "cuda"): 0}
+SHAPES = [(2, 2), (6, 10), (64, 96), (34, 62), (18, 258)]
+
+
+@pytest.mark.parametrize("backend, device, shape, dtype, layout", cases({
+    ("triton", "cpu"): [(s, d, layout) for s in SHAPES for d in (torch.uint8, torch.float32)
+                        for layout in ("contiguous", "transposed")],
+    ("triton", "cuda"): [((1080, 1920), torch.uint8, "contiguous")],
+    ("cuda", "cuda"): [(s, torch.uint8, "contiguous") for s in ((2, 2), (36, 64), (1080, 1920))],
+}))
+def test_matches_reference(backend, device, shape, dtype, layout):
+    if device == "cpu":
+        assert os.environ["TRITON_INTERPRET"] == "1"  # the interpreter, never a compiled kernel on the CPU
+    fast_nv12 = implementation("nv12", backend, device).rgb_to_nv12
+    g = torch.Generator().manual_seed(zlib.crc32(repr((shape, str(dtype), layout)).encode()))
+    h, w = shape
+    if dtype == torch.uint8:
+        img = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8)
+    else:
+        img = torch.rand(h, w, 3, generator=g) * 1.2 - 0.1  # out-of-range floats are clamped
+    if layout == "transposed":
+        img = img.transpose(0, 1).contiguous().transpose(0, 1)  # same values, strides (3, 3h, 1)
+    img = img.to(device)
+    out = torch.full((h * 3 // 2, w), 7, dtype=torch.uint8, device=device)  # poison: every byte must be written
+    out[0, 0] = 201
+    fast = fast_nv12(img, out=out)
+    expected = rgb_to_nv12(img)
+    torch.testing.assert_close(fast.int(), expected.int(), rtol=0, atol=LSB[backend, device])
+    torch.testing.assert_close(fast_nv12(img).int(), expected.int(), rtol=0, atol=LSB[backend, device])
+
+
+@pytest.mark.parametrize("backend, device", BACKEND_DEVICES)
+def test_refuses_odd_sizes(backend, device):
+    with pytest.raises(Photo3DError, match="even width and height.*6x4"):
+        implementation("nv12", backend, device).rgb_to_nv12(torch.zeros(4, 7, 3, dtype=torch.uint8, device=device))
