@@ -14,7 +14,7 @@ Public API (everything else may change):
 __version__ = "0.1.0"
 
 from .clip import render_clip
-from .config import ClipOptions, EncodeConfig, PathConfig, RenderConfig, SceneConfig
+from .config import ClipOptions, DepthConfig, EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
 from .depth import estimate_disparity
 from .encode.writers import PngFrameWriter, VideoWriter
 from .errors import Photo3DError
@@ -27,7 +27,9 @@ from .scene.paths import CameraPath, make_path, preset_path
 __all__ = [
     "CameraPath",
     "ClipOptions",
+    "DepthConfig",
     "EncodeConfig",
+    "EngineConfig",
     "LDI",
     "PathConfig",
     "Photo3DError",
