@@ -8,6 +8,7 @@ every check of an option lives here and only here.
 from __future__ import annotations
 
 import math
+import functools
 import re
 import types
 import typing
@@ -317,10 +318,15 @@ def _option_table() -> dict[str, tuple[str | None, str]]:
     return {renamed.get(target, target[1]): target for target in [*targets, _RENAMED["frames"]]}
 
 
+@functools.cache
+def _hints(config: type) -> dict[str, Any]:
+    return typing.get_type_hints(config)
+
+
 def _value_kind(group: str | None, field: str) -> type:
     """The type an option's value is converted to: its field's type without ``| None``
     (``tuple`` for a size)."""
-    hint = typing.get_type_hints(_GROUPS[group] if group else ClipOptions)[field]
+    hint = _hints(_GROUPS[group] if group else ClipOptions)[field]
     if isinstance(hint, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     return tuple if typing.get_origin(hint) is tuple else hint
