@@ -38,6 +38,7 @@ from .config import (
 from .engines.cli import add_engine_options, add_engines_parser
 from .errors import Photo3DError, notice
 from .pipeline import SAMPLE_IMAGE, write_depth
+from .preview import add_parser as add_preview_parser
 from .scene.paths import ALIASES, PRESETS
 
 DESCRIPTION = """\
@@ -200,9 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(handler=_depth)
     # Other subcommands live in their own modules: each adds its parser here and sets
     # its own handler(args) with set_defaults.
-    from .preview import add_parser as _add_preview_parser
-
-    _add_preview_parser(sub)
+    add_preview_parser(sub)
     add_batch_parser(sub, add_clip_options)
     add_bench_parser(sub)
     add_engines_parser(sub)
