@@ -181,3 +181,16 @@ def test_select_falls_back_to_reference_on_cpu(name):
     from photo3d_fast.ops.backends import select
 
     assert select(name, "auto", "cpu") == ("torch", importlib.import_module(f"photo3d_fast.ops.{name}"))
+
+
+def test_named_gpu_backend_refuses_cpu_tensors(monkeypatch):
+    """A backend that is present but compiled for the GPU is refused for CPU tensors with a
+    reason, instead of being handed back to fail at its first launch."""
+    from photo3d_fast.errors import Photo3DError
+    from photo3d_fast.ops import backends
+
+    monkeypatch.setattr(backends, "cuda_status", lambda: (True, "CUDA C++ extension"))
+    with pytest.raises(Photo3DError, match="kernels cuda runs on CUDA devices, not cpu"):
+        backends.select("splat", "cuda", "cpu")
+    # an op without a CUDA twin runs its next implementation, as auto would
+    assert backends.select("grow", "cuda", "cpu")[0] == "torch"
