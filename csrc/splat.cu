@@ -128,7 +128,9 @@ __global__ void resolve_kernel(SplatInputs in, SplatParams p, const unsigned lon
   acc += frame * p.out_w * p.out_h * 4;
   const Footprint f = footprint(in, p, in.cam + frame * 16, in.texels[i]);
   const float r = in.colors[i * 3 + 0], g = in.colors[i * 3 + 1], b = in.colors[i * 3 + 2];
-  const float inv_z = 1.0f / f.z;
+  // __fdiv_rn: IEEE division whatever --use_fast_math says, as torch and the Triton twin
+  // (tl.math.div_rn) divide, so the keep test at the tolerance matches the reference
+  const float inv_z = __fdiv_rn(1.0f, f.z);
   for (int j = 0; j < f.ny; ++j) {
     const int py = f.y0 + j;
     const float dy = py + 0.5f - f.v;
@@ -137,7 +139,8 @@ __global__ void resolve_kernel(SplatInputs in, SplatParams p, const unsigned lon
       const int px = f.x0 + k;
       const int64_t pix = int64_t(py) * p.out_w + px;
       const float z_win = __uint_as_float(static_cast<unsigned int>(zbuf[pix] >> 32));
-      if (inv_z < 1.0f / z_win - p.tolerance) continue;
+      // negated >= (as the Triton twin keeps): a NaN z_win (an empty pixel) rejects the pair
+      if (!(inv_z >= __fdiv_rn(1.0f, z_win) - p.tolerance)) continue;
       const float dx = px + 0.5f - f.u;
       const float w = (1.0f - fabsf(dx) / ((dx < 0 ? f.left : f.right) + 0.5f)) * wy;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

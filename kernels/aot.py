@@ -45,8 +45,9 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
     nearest = {"covered_ptr": "*u8", "before_ptr": "*i32", "after_ptr": "*i32", "n_lines": _I32, "n": _I32,
                "lines_per_frame": _I32, "frame_stride": _I32, "line_stride": _I32, "elem_stride": _I32,
                "LINES": "constexpr", "BLOCK": "constexpr"}
-    ring = {"values_in": "*fp32", "known_in": "*i8", "mask_in": "*i8", "values_out": "*fp32", "known_out": "*i8",
-            "mask_out": "*i8", "limit_ptr": "*fp32", "allowed_ptr": "*i8", "count_ptr": "*i32", "H": _I32,
+    ring = {"values_in": "*fp32", "known_in": "*i8", "mask_in": "*i8", "disp_in": "*fp32", "values_out": "*fp32",
+            "known_out": "*i8", "mask_out": "*i8", "disp_out": "*fp32", "limit_ptr": "*fp32", "allowed_ptr": "*i8",
+            "count_ptr": "*i32", "H": _I32,
             "W": _I32, "edge": "fp32", "HAS_ALLOWED": "constexpr", "BLOCK": "constexpr"}
     coeffs = dict(zip(("Y0", "Y1", "Y2", "U0", "U1", "U2", "V0", "V1", "V2", "OY", "OC"),
                       (nv12._Y0, nv12._Y1, nv12._Y2, nv12._U0, nv12._U1, nv12._U2, nv12._V0, nv12._V1,

@@ -41,6 +41,7 @@ import torch
 import triton
 import triton.language as tl
 
+import photo3d_fast.kernels as _kernels
 from photo3d_fast.ops.fill import FAR_POWER, push_pull
 
 __all__ = ["nearest_covered", "fill_from_background", "fill_frames"]
@@ -190,12 +191,13 @@ def nearest_covered(covered: torch.Tensor, *, out: torch.Tensor | None = None) -
         return out
     cov = covered.contiguous().view(torch.uint8)
     # rows: F*H lines of W contiguous elements; columns: F*W lines of H elements W apart
-    lines, block = ROW_TILE
-    _nearest_kernel[(triton.cdiv(frames * h, lines),)](
-        cov, out[0], out[1], frames * h, w, h, h * w, w, 1, LINES=lines, BLOCK=block)
-    lines, block = COL_TILE
-    _nearest_kernel[(triton.cdiv(frames * w, lines),)](
-        cov, out[2], out[3], frames * w, h, w, h * w, 1, w, LINES=lines, BLOCK=block)
+    with _kernels.on_device(covered):
+        lines, block = ROW_TILE
+        _nearest_kernel[(triton.cdiv(frames * h, lines),)](
+            cov, out[0], out[1], frames * h, w, h, h * w, w, 1, LINES=lines, BLOCK=block)
+        lines, block = COL_TILE
+        _nearest_kernel[(triton.cdiv(frames * w, lines),)](
+            cov, out[2], out[3], frames * w, h, w, h * w, 1, w, LINES=lines, BLOCK=block)
     return out
 
 
@@ -225,9 +227,10 @@ def _fill(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, out:
     total = torch.empty((f, h, w), dtype=torch.float32, device=values.device)
     frame_any = covered.flatten(1).any(1).view(torch.uint8)
     n = h * w
-    _blend_kernel[(triton.cdiv(f * n, BLOCK),)](
-        values.contiguous(), covered.contiguous().view(torch.uint8), frame_any, depth.contiguous(),
-        idx[0], idx[1], idx[2], idx[3], out, total, f * n, n, w, c, BLOCK=BLOCK)
+    with _kernels.on_device(values):
+        _blend_kernel[(triton.cdiv(f * n, BLOCK),)](
+            values.contiguous(), covered.contiguous().view(torch.uint8), frame_any, depth.contiguous(),
+            idx[0], idx[1], idx[2], idx[3], out, total, f * n, n, w, c, BLOCK=BLOCK)
     # Orphans: holes with no covered pixel in their row or column (kept pixels got total 1)
     orphan = total <= 0
     # one host sync per call, whatever the number of frames

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+import photo3d_fast.kernels as _kernels
 from photo3d_fast.ops.nv12 import MATRIX, OFFSET, check_rgb
 
 (_Y0, _Y1, _Y2), (_U0, _U1, _U2), (_V0, _V1, _V2) = MATRIX
@@ -99,7 +100,8 @@ def rgb_to_nv12(rgb: torch.Tensor, out: torch.Tensor | None = None, block: int =
         rgb = rgb.to(torch.float32)
     n_sites = (h // 2) * (w // 2)
     grid = (triton.cdiv(n_sites, block),)
-    _nv12_kernel[grid](rgb, out, h, w, rgb.stride(0), rgb.stride(1), rgb.stride(2), n_sites,
-                       _Y0, _Y1, _Y2, _U0, _U1, _U2, _V0, _V1, _V2, OFFSET[0], OFFSET[1],
-                       IS_FLOAT=is_float, BLOCK=block)
+    with _kernels.on_device(rgb):
+        _nv12_kernel[grid](rgb, out, h, w, rgb.stride(0), rgb.stride(1), rgb.stride(2), n_sites,
+                           _Y0, _Y1, _Y2, _U0, _U1, _U2, _V0, _V1, _V2, OFFSET[0], OFFSET[1],
+                           IS_FLOAT=is_float, BLOCK=block)
     return out

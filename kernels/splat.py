@@ -38,6 +38,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+import photo3d_fast.kernels as _kernels
 from photo3d_fast.kernels.fill import fill_frames
 
 from photo3d_fast.config import MAX_FRAMES_PER_LAUNCH
@@ -176,7 +178,9 @@ def _resolve_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, col
     r = tl.load(colors_ptr + offs * 3 + 0, mask=mask, other=0.0)
     g = tl.load(colors_ptr + offs * 3 + 1, mask=mask, other=0.0)
     b = tl.load(colors_ptr + offs * 3 + 2, mask=mask, other=0.0)
-    inv_z = 1.0 / z
+    # div_rn: IEEE division as torch's ('/' is approximate on a GPU), so the keep test at the
+    # tolerance matches the reference
+    inv_z = tl.math.div_rn(1.0, z)
     for j in range(0, tl.max(ny, axis=0)):
         for i in range(0, tl.max(nx, axis=0)):
             hit = (i < nx) & (j < ny)
@@ -185,7 +189,7 @@ def _resolve_kernel(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, texels_ptr, col
             pix = py.to(tl.int64) * OUT_W + px
             win = tl.load(zbuf_ptr + pix, mask=hit, other=ONE_KEY)
             z_win = (win >> 32).to(tl.int32).to(tl.float32, bitcast=True)
-            keep = hit & (inv_z >= 1.0 / z_win - tolerance)
+            keep = hit & (inv_z >= tl.math.div_rn(1.0, z_win) - tolerance)  # false for NaN (empty pixel)
             dx = px.to(tl.float32) + 0.5 - u
             dy = py.to(tl.float32) + 0.5 - v
             wx = 1.0 - tl.abs(dx) / (tl.where(dx < 0, left, right) + 0.5)
@@ -220,10 +224,12 @@ def accumulate_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
     if n == 0 or n_frames == 0:
         return acc, zbuf
     grid_size = (triton.cdiv(n, BLOCK), n_frames)
-    _zbuffer_kernel[grid_size](points, link_x, link_y, cam, grid.texels, zbuf, n, H, W, w, h, grid.focal, BLOCK=BLOCK)
     colors = grid.colors.contiguous()
-    _resolve_kernel[grid_size](points, link_x, link_y, cam, grid.texels, colors, zbuf, acc, n, H, W, w, h,
-                               grid.focal, RESOLVE_SHARE * grid.edge_disparity, BLOCK=BLOCK)
+    with _kernels.on_device(points):
+        _zbuffer_kernel[grid_size](points, link_x, link_y, cam, grid.texels, zbuf, n, H, W, w, h, grid.focal,
+                                   BLOCK=BLOCK)
+        _resolve_kernel[grid_size](points, link_x, link_y, cam, grid.texels, colors, zbuf, acc, n, H, W, w, h,
+                                   grid.focal, RESOLVE_SHARE * grid.edge_disparity, BLOCK=BLOCK)
     return acc, zbuf
 
 

@@ -275,3 +275,54 @@ def assert_close_with_boundary_band(fast: torch.Tensor, ref: torch.Tensor, *, fl
                           f"({max_flip_share:.2%} of them, at least {min_flips})")
     keep = ~flipped if where is None else where
     torch.testing.assert_close(fast[keep], ref[keep], rtol=rtol, atol=atol)
+
+
+# -- device guards ---------------------------------------------------------------------------
+
+class GuardSpy:
+    """What ``spy_device_guard`` saw: the device of every ``on_device`` entered, and the
+    number of kernel launches, each of which ran inside one (asserted at the launch)."""
+
+    def __init__(self) -> None:
+        self.devices: list[torch.device] = []
+        self.depth = 0
+        self.launches = 0
+
+
+def spy_device_guard(monkeypatch: pytest.MonkeyPatch, module, kernel_names: Iterable[str]) -> GuardSpy:
+    """Replace ``photo3d_fast.kernels.on_device`` (every Triton launcher's device guard) by a
+    recorder, and wrap the kernels ``kernel_names`` of the kernel module ``module`` so that a
+    launch outside the guard fails. Kernels still run (under the interpreter on the CPU)."""
+    import contextlib
+
+    import photo3d_fast.kernels as kernels_pkg
+
+    spy = GuardSpy()
+
+    @contextlib.contextmanager
+    def recorder(tensor: torch.Tensor):
+        spy.devices.append(tensor.device)
+        spy.depth += 1
+        try:
+            yield
+        finally:
+            spy.depth -= 1
+
+    class Spied:
+        def __init__(self, name: str, kernel) -> None:
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, grid):
+            launch = self.kernel[grid]
+
+            def run(*args, **kwargs):
+                assert spy.depth > 0, f"{self.name} launched outside photo3d_fast.kernels.on_device"
+                spy.launches += 1
+                return launch(*args, **kwargs)
+
+            return run
+
+    monkeypatch.setattr(kernels_pkg, "on_device", recorder)
+    for name in kernel_names:
+        monkeypatch.setattr(module, name, Spied(name, getattr(module, name)))
+    return spy

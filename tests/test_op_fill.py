@@ -25,7 +25,7 @@ import torch
 from photo3d_fast.ops import fill as ref
 from photo3d_fast.ops.fill import fill_from_background, push_pull
 
-from helpers import backend_devices, implementation
+from helpers import backend_devices, implementation, spy_device_guard
 
 SHAPES = [(1, 1), (1, 9), (7, 1), (17, 33), (64, 48)]
 DENSITIES = ["all", "none", "one", 0.5, 0.95]
@@ -231,3 +231,18 @@ def test_fill_frames_rejects_bad_inputs(backend, device):
     with pytest.raises(ValueError, match="covered must be"):
         fill.fill_frames(values, covered[:1], depth)
     assert fill.fill_frames(values[:0], covered[:0], depth[:0]).shape == (0, 3, 5, 6)
+
+
+@pytest.mark.parametrize("entry", ["fill_from_background", "fill_frames"])
+@pytest.mark.parametrize("backend, device", backend_devices("triton"))
+def test_launches_under_the_input_device(backend, device, entry, monkeypatch):
+    """Triton launches on torch's current device: both launchers must enter their inputs'
+    device (kernels.on_device) around all three passes, or `--device cuda:1` launches on cuda:0."""
+    fill = implementation("fill", backend, device)
+    spy = spy_device_guard(monkeypatch, fill, ["_nearest_kernel", "_blend_kernel"])
+    values, covered, depth = _batch((5, 6), [0.5], seed=3, device=device)
+    if entry == "fill_from_background":
+        values, covered, depth = values[0], covered[0], depth[0]
+    fast = getattr(fill, entry)(values, covered, depth)
+    torch.testing.assert_close(fast, getattr(ref, entry)(values, covered, depth), rtol=0, atol=1e-5)
+    assert spy.launches == 3 and spy.devices and set(spy.devices) == {values.device}

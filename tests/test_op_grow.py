@@ -25,7 +25,7 @@ from photo3d_fast.ops import grow as ref
 from photo3d_fast.scene.camera import intrinsics_from_fov
 from photo3d_fast.scene.ldi import build_ldi
 
-from helpers import DEPTH_KINDS, backend_devices, depth_map, implementation
+from helpers import DEPTH_KINDS, backend_devices, depth_map, implementation, spy_device_guard
 
 
 # -- the reference ---------------------------------------------------------------------------
@@ -129,3 +129,19 @@ def test_build_ldi_equals_reference(backend, device):
     assert torch.equal(a.valid, b.valid) and b.valid[1].any() and b.valid[2].any()
     torch.testing.assert_close(a.depth, b.depth, rtol=1e-5, atol=0)
     torch.testing.assert_close(a.color, b.color, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend, device", backend_devices("triton"))
+def test_launches_under_the_input_device(backend, device, monkeypatch):
+    """Triton launches on torch's current device: grow_back_layer must enter the depth map's
+    device (kernels.on_device) around the seeds and every ring, or `--device cuda:1` launches
+    on cuda:0."""
+    fast = implementation("grow", backend, device)
+    spy = spy_device_guard(monkeypatch, fast, ["_seeds_kernel", "_grow_kernel"])
+    w, h = 12, 9
+    depth = depth_map((w, h), "nested", seed=5).to(device)
+    color = torch.rand(h, w, 3, generator=torch.Generator().manual_seed(5)).to(device)
+    a = fast.grow_back_layer(color, depth, 3, 0.05)
+    b = ref.grow_back_layer(color, depth, 3, 0.05)
+    assert torch.equal(a[2], b[2]) and a[2].any()
+    assert spy.launches >= 2 and spy.devices and set(spy.devices) == {depth.device}

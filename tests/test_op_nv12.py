@@ -23,7 +23,7 @@ from photo3d_fast.errors import Photo3DError
 from photo3d_fast.ops.backends import select
 from photo3d_fast.ops.nv12 import nv12_to_rgb, rgb_to_nv12
 
-from helpers import BACKEND_DEVICES, cases, implementation
+from helpers import BACKEND_DEVICES, backend_devices, cases, implementation, spy_device_guard
 
 # BT.709 limited range by hand: Y = 16 + 219 (.2126 R + .7152 G + .0722 B),
 # Cb = 128 + 112 (B - Y') / (1 - .0722), Cr = 128 + 112 (R - Y') / (1 - .2126), R,G,B in [0, 1]
@@ -121,6 +121,10 @@ SHAPES = [(2, 2), (6, 10), (64, 96), (34, 62), (18, 258)]
 def test_matches_reference(backend, device, shape, dtype, layout):
     if device == "cpu":
         assert os.environ["TRITON_INTERPRET"] == "1"  # the interpreter, never a compiled kernel on the CPU
+    elif backend == "triton":
+        # the compiled kernel on the GPU, not the interpreter (whose torch fallbacks would
+        # make this compare the reference with itself): helpers skips it unless TRITON_INTERPRET=0
+        assert os.environ["TRITON_INTERPRET"] == "0"
     fast_nv12 = implementation("nv12", backend, device).rgb_to_nv12
     g = torch.Generator().manual_seed(zlib.crc32(repr((shape, str(dtype), layout)).encode()))
     h, w = shape
@@ -143,3 +147,14 @@ def test_matches_reference(backend, device, shape, dtype, layout):
 def test_refuses_odd_sizes(backend, device):
     with pytest.raises(Photo3DError, match="even width and height.*6x4"):
         implementation("nv12", backend, device).rgb_to_nv12(torch.zeros(4, 7, 3, dtype=torch.uint8, device=device))
+
+
+@pytest.mark.parametrize("backend, device", backend_devices("triton"))
+def test_launches_under_the_input_device(backend, device, monkeypatch):
+    """Triton launches on torch's current device: the launcher must enter its input's device
+    (kernels.on_device) around the launch, or `--device cuda:1` launches on cuda:0."""
+    fast = implementation("nv12", backend, device)
+    spy = spy_device_guard(monkeypatch, fast, ["_nv12_kernel"])
+    img = torch.randint(0, 256, (4, 6, 3), dtype=torch.uint8, device=device)
+    torch.testing.assert_close(fast.rgb_to_nv12(img).int(), rgb_to_nv12(img).int(), rtol=0, atol=LSB[backend, device])
+    assert spy.launches == 1 and spy.devices == [img.device]

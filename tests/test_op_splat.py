@@ -46,6 +46,7 @@ from helpers import (
     pose,
     pose_t,
     scene_grid,
+    spy_device_guard,
     views,
 )
 
@@ -299,3 +300,17 @@ def test_batched_frames_edge_cases(backend, device):
     assert not covered[0].any() and covered[1].all()
     assert torch.equal(color[0], torch.zeros_like(color[0]))
     torch.testing.assert_close(color[1], ref.render_frame(grid, c2ws[0], Ks[0], (w, h))[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend, device", backend_devices("triton"))
+def test_launches_under_the_grid_device(backend, device, monkeypatch):
+    """Triton launches on torch's current device: accumulate_frames must enter the grid's
+    device (kernels.on_device) around both passes, or `--device cuda:1` launches on cuda:0."""
+    impl = implementation("splat", backend, device)
+    w, h = 9, 7
+    grid, K = scene_grid((w, h), "mixed", 4, device=device)
+    c2ws, Ks = batch_cameras((w, h), K, device)
+    spy = spy_device_guard(monkeypatch, impl, ["_zbuffer_kernel", "_resolve_kernel"])
+    acc, zbuf = impl.accumulate_frames(grid, c2ws[:2], Ks[:2], (w, h))
+    assert spy.launches == 2 and spy.devices == [grid.points.device]
+    assert acc.shape == (2, w * h, 4) and (zbuf != EMPTY).any()
