@@ -13,7 +13,11 @@ import sys
 
 from setuptools import setup
 
-# sm_80 (A100), sm_89 (L4/L40/RTX 40), sm_90 (H100/H200).
+# Machine code for sm_80 (A100; also runs on sm_86/87 GPUs), sm_89 (L4/L40/RTX 40) and
+# sm_90 (H100/H200), plus PTX of the last (newest), which the driver JIT-compiles on newer
+# GPUs (Blackwell sm_100/120). Older GPUs (T4 sm_75, V100 sm_70) are not covered: the
+# selector checks a device's capability against this list and falls back to Triton/torch.
+# photo3d_fast/ops/backends.py CUDA_ARCHS is the same list (tests/test_backends.py).
 ARCHS = ("80", "89", "90")
 
 
@@ -40,6 +44,7 @@ def cuda_build() -> dict:
     if CUDA_HOME is None or shutil.which("nvcc") is None:
         return _skip("nvcc was not found")
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ARCHS]
+    gencode.append(f"-gencode=arch=compute_{ARCHS[-1]},code=compute_{ARCHS[-1]}")  # PTX
     ext = CUDAExtension(
         "photo3d_fast._C",
         sources,
