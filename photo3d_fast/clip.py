@@ -33,7 +33,8 @@ class ClipWriter:
     def __init__(self, out_path: str | Path, opts: ClipOptions, size: tuple[int, int], quiet: bool = False) -> None:
         self.sinks: list[FrameSink] = []
         try:
-            self.sinks.append(open_video(out_path, opts.path.fps, size, opts.encode, quiet=quiet))
+            self.sinks.append(open_video(out_path, opts.path.fps, size, opts.encode, quiet=quiet,
+                                         device=resolve_device(opts.render.device)))
             if opts.frames_dir:
                 self.sinks.append(PngFrameWriter(opts.frames_dir, size))
         except BaseException:

@@ -275,3 +275,61 @@ def test_ray_local_mode_makes_the_same_clips(tmp_path):
     assert list(c1) == list(c2) and len(c1) == 3
     for name in c1:
         np.testing.assert_array_equal(_decode(c1[name]), _decode(c2[name]))
+
+
+class _SpyProcess:
+    """multiprocessing's Process as LocalRunner starts it: records the CUDA_VISIBLE_DEVICES
+    a spawned child would inherit at start()."""
+
+    started: list[str | None]
+
+    def __init__(self, target, args, name, daemon):
+        self.args = args
+
+    def start(self):
+        _SpyProcess.started.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+@pytest.mark.parametrize("parent, want", [
+    (None, ["0", "1"]),
+    ("2,3", ["2", "3"]),
+    ("GPU-aaaa,GPU-bbbb", ["GPU-aaaa", "GPU-bbbb"]),
+    (" 5 , 7 ", ["5", "7"]),
+])
+def test_gpu_workers_get_the_parents_visible_gpus(monkeypatch, parent, want):
+    import types
+
+    import torch
+
+    from photo3d_fast.batch import local
+    from photo3d_fast.batch.cli import make_runner
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    if parent is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", parent)
+    assert local.worker_visible_devices(["1", "0", None], os.environ) == [want[1], want[0], None]
+    runner = make_runner(gpus="all")
+    assert runner.slots == ["0", "1"] and runner.visible == want
+    _SpyProcess.started = []
+    ctx = types.SimpleNamespace(Process=_SpyProcess)
+    for slot in range(2):
+        runner._start(ctx, slot, None, None)
+    assert _SpyProcess.started == want
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == parent  # the parent's own is restored
+    # --gpus 1 with two workers: both on the parent's second visible GPU
+    runner = make_runner(workers=2, gpus="1")
+    _SpyProcess.started = []
+    for slot in range(2):
+        runner._start(ctx, slot, None, None)
+    assert _SpyProcess.started == [want[1], want[1]]
+
+
+def test_gpu_index_outside_the_parents_visible_gpus_is_a_clear_error():
+    from photo3d_fast.batch.local import worker_visible_devices
+    from photo3d_fast.errors import Photo3DError
+
+    with pytest.raises(Photo3DError, match="not in this process's CUDA_VISIBLE_DEVICES='3'"):
+        worker_visible_devices(["1"], {"CUDA_VISIBLE_DEVICES": "3"})

@@ -4,6 +4,7 @@ plumbing against a stand-in PyNvVideoCodec (the real one needs an NVENC GPU)."""
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 import types
@@ -290,3 +291,99 @@ def test_nvenc_failure_or_interrupt_leaves_nothing(no_leaks, stand_in_nvenc, mon
 def test_video_writer_refuses_nvenc(tmp_path):
     with pytest.raises(Photo3DError, match="open_video"):
         VideoWriter(tmp_path / "c.mp4", 30, (W, H), EncodeConfig(encoder="nvenc"))
+
+
+class _BrokenNvencFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """PyNvVideoCodec as found on a machine without libnvidia-encode: it imports, and its
+    __init__ raises RuntimeError."""
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "PyNvVideoCodec" else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise RuntimeError("libnvidia-encode.so.1 not found")
+
+
+@pytest.fixture
+def broken_nvenc(monkeypatch):
+    monkeypatch.delitem(sys.modules, "PyNvVideoCodec", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenNvencFinder(), *sys.meta_path])
+    formats.probe_nvenc.cache_clear()
+    yield
+    formats.probe_nvenc.cache_clear()
+
+
+def test_nvenc_that_fails_to_load_moves_auto_on(tmp_path, broken_nvenc, monkeypatch):
+    ok, why = pynvvideocodec.probe("h264")
+    assert not ok and "did not load" in why and "libnvidia-encode.so.1 not found" in why
+    monkeypatch.setattr(formats, "probe_ffmpeg_encoder", lambda name: (False, f"{name} did not open"))
+    plan = formats.plan_output(tmp_path / "c.mp4", EncodeConfig())  # auto: no exception
+    assert plan.kind == "x264" and "libnvidia-encode.so.1 not found" in plan.why
+    monkeypatch.setattr(formats, "probe_ffmpeg_encoder", lambda name: (True, ""))
+    formats.probe_nvenc.cache_clear()
+    assert formats.plan_output(tmp_path / "c.mp4", EncodeConfig()).kind == "ffmpeg-nvenc"
+    # an explicit --encoder nvenc: a clear error naming the extra, nothing on disk
+    with pytest.raises(Photo3DError, match=r"photo3d_fast\[nvenc\].*did not load \(RuntimeError: libnvidia-encode"):
+        open_video(tmp_path / "d.mp4", 30, (W, H), EncodeConfig(encoder="nvenc"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_failure_of_any_kind_moves_auto_on(tmp_path, monkeypatch):
+    def boom(codec):
+        raise OSError("driver went away")
+    monkeypatch.setattr(pynvvideocodec, "probe", boom)
+    monkeypatch.setattr(formats, "probe_ffmpeg_encoder", lambda name: (False, "no"))
+    formats.probe_nvenc.cache_clear()
+    try:
+        plan = formats.plan_output(tmp_path / "c.mp4", EncodeConfig())
+    finally:
+        formats.probe_nvenc.cache_clear()
+    assert plan.kind == "x264" and "driver went away" in plan.why
+
+
+def test_nvenc_options_name_the_gpu_as_pynvvideocodec_2_does(tmp_path, monkeypatch):
+    plan = formats.plan_output(tmp_path / "c.mp4", EncodeConfig(encoder="nvenc"))
+    opts = nvenc.encoder_options(plan, EncodeConfig(encoder="nvenc"), 30, torch.device("cuda", 1))
+    assert opts["gpu_id"] == "1" and "gpuid" not in opts
+    # the probe opens its session with gpu_id too
+    seen = {}
+
+    def create(*args, **options):
+        seen.update(options)
+        raise RuntimeError("stand-in: stop after CreateEncoder")
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", types.SimpleNamespace(CreateEncoder=create))
+    monkeypatch.setattr(pynvvideocodec, "encoder_device", lambda gpu_id=None: torch.device("cuda", 1))
+    ok, why = pynvvideocodec.probe("h264")
+    assert not ok and "stand-in: stop" in why
+    assert seen["gpu_id"] == "1" and "gpuid" not in seen
+
+
+def test_nvenc_writer_opens_on_the_frames_device(no_leaks, stand_in_nvenc, monkeypatch):
+    asked = []
+    monkeypatch.setattr(nvenc, "encoder_device", lambda gpu_id=None: asked.append(gpu_id) or torch.device("cpu"))
+    created = []
+    monkeypatch.setattr(stand_in_nvenc, "CreateEncoder",
+                        lambda *a, **o: created.append(o) or _StandInEncoder(*a, **o))
+    config = EncodeConfig(encoder="nvenc")
+    w = nvenc.NvencWriter(no_leaks / "c.mp4", 30, (W, H), config, device=torch.device("cuda", 1))
+    w.abort()
+    assert asked == [1] and "gpuid" not in created[0]
+    w = nvenc.NvencWriter(no_leaks / "c.mp4", 30, (W, H), config, gpu_id=2, device=torch.device("cuda", 1))
+    w.abort()
+    assert asked == [1, 2]  # an explicit gpu_id still wins
+    assert list(no_leaks.iterdir()) == []
+
+
+def test_nvenc_writer_cycles_a_ring_of_nv12_surfaces(no_leaks, stand_in_nvenc, monkeypatch):
+    ptrs = []
+    real = _StandInEncoder.Encode
+    monkeypatch.setattr(_StandInEncoder, "Encode", lambda self, nv12: ptrs.append(nv12.data_ptr()) or real(self, nv12))
+    n = 3 * nvenc.NV12_RING + 2
+    write_clip(no_leaks / "c.mp4", torch.from_numpy(smooth_frames(n, W, H, seed=4)), EncodeConfig(encoder="nvenc"))
+    assert len(ptrs) == n
+    for i in range(n - nvenc.NV12_RING + 1):  # no surface is reused within the ring's depth
+        assert len(set(ptrs[i:i + nvenc.NV12_RING])) == nvenc.NV12_RING
+    assert len(set(ptrs)) == nvenc.NV12_RING  # bounded: the ring, not one per frame

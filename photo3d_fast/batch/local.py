@@ -12,7 +12,7 @@ import queue
 import signal
 import sys
 import time
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from ..errors import Photo3DError
 from .manifest import Job
@@ -27,7 +27,8 @@ def _cores() -> int:
 
 
 def parse_gpus(gpus: str | None) -> list[str] | None:
-    """None -> all GPUs torch sees (None if there is none); "all"; "0,1"."""
+    """None -> all GPUs torch sees (None if there is none); "all"; "0,1". The numbers are
+    torch's indices in this process, i.e. positions in its CUDA_VISIBLE_DEVICES if set."""
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -45,6 +46,25 @@ def parse_gpus(gpus: str | None) -> list[str] | None:
     if bad or not ids or len(set(ids)) != len(ids):
         raise Photo3DError(f"--gpus {gpus!r}: this machine has GPUs 0..{count - 1}, each given once")
     return [str(i) for i in ids]
+
+
+def worker_visible_devices(slots: list[str | None], parent_env: Mapping[str, str]) -> list[str | None]:
+    """The CUDA_VISIBLE_DEVICES each worker gets: slot i's GPU is torch's index i in this
+    process, so it maps to the i-th entry of the parent's CUDA_VISIBLE_DEVICES (as given:
+    a number or a GPU/MIG UUID), under SLURM or Kubernetes the job's own GPUs; with the
+    variable unset, the index itself. None (a CPU worker) stays None."""
+    parent = parent_env.get("CUDA_VISIBLE_DEVICES")
+    entries = None if parent is None else [e.strip() for e in parent.split(",") if e.strip()]
+    out: list[str | None] = []
+    for gpu in slots:
+        if gpu is None or entries is None:
+            out.append(gpu)
+            continue
+        i = int(gpu)
+        if not 0 <= i < len(entries):
+            raise Photo3DError(f"GPU {i} is not in this process's CUDA_VISIBLE_DEVICES={parent!r}")
+        out.append(entries[i])
+    return out
 
 
 _stopping = False
@@ -90,10 +110,12 @@ def _worker_main(slot: int, gpu: str | None, threads: int, tasks, results) -> No
 
 
 class LocalRunner:
-    """Workers on this machine: ``slots`` lists the GPU of each worker (None: CPU)."""
+    """Workers on this machine: ``slots`` lists the GPU of each worker (None: CPU), as
+    torch's index in this process (see ``worker_visible_devices``)."""
 
     def __init__(self, slots: list[str | None], max_restarts: int = 3) -> None:
         self.slots = slots
+        self.visible = worker_visible_devices(slots, os.environ)
         self.threads = max(1, _cores() // len(slots))
         self.max_restarts = max_restarts
 
@@ -120,9 +142,11 @@ class LocalRunner:
 
     def _start(self, ctx, slot: int, tasks, results):
         gpu = self.slots[slot]
+        visible = self.visible[slot]
         saved = os.environ.get("CUDA_VISIBLE_DEVICES")
         if gpu is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # a spawned child reads it before importing torch
+            # a spawned child reads it before importing torch: the parent's entry, not the index
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
         try:
             p = ctx.Process(target=_worker_main, args=(slot, gpu, self.threads, tasks, results),
                             name=f"photo3d-worker-{slot}", daemon=True)

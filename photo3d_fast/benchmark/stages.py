@@ -30,7 +30,7 @@ import torch
 from ..config import BACKENDS, EncodeConfig, PathConfig, RenderConfig
 from ..config import parse_size as parse_wxh
 from ..depth import estimate_disparity, local_depth_methods
-from ..encode import writers as encode
+from ..encode.writers import open_video
 from ..errors import Photo3DError
 from ..io import load_image
 from ..ops.backends import select
@@ -233,16 +233,6 @@ def encoder_label(config: EncodeConfig) -> str:
     return f"{name} {config.encoder_preset}" if name in ("x264", "x265", "libx264", "libx265") else name
 
 
-def open_video(path: Path, fps: float, size: tuple[int, int], config: EncodeConfig):
-    """The pipeline's video sink for ``config`` (encode.open_video, which resolves the
-    encoder; VideoWriter where that does not exist)."""
-
-    opener = getattr(encode, "open_video", None)
-    if opener is not None:
-        return opener(path, fps, size, config, quiet=True)
-    return encode.VideoWriter(path, fps, size, config)
-
-
 def bench_encode(frames: list[np.ndarray], n_frames: int, runs: int, fps: float = 30.0,
                  config: EncodeConfig | None = None) -> dict:
     """Encoder cost per frame: ``n_frames`` frames (cycling through ``frames``, host
@@ -254,7 +244,7 @@ def bench_encode(frames: list[np.ndarray], n_frames: int, runs: int, fps: float 
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(runs):
             t0 = time.perf_counter()
-            with open_video(Path(tmp) / "clip.mp4", fps, (w, h), config) as writer:
+            with open_video(Path(tmp) / "clip.mp4", fps, (w, h), config, quiet=True) as writer:
                 for i in range(n_frames):
                     writer.write(frames[i % len(frames)])
             times.append((time.perf_counter() - t0) / n_frames)
@@ -295,7 +285,7 @@ def bench_clip(size: tuple[int, int], seconds: float, fps: float, measure_frames
     opts = ClipOptions(path=PathConfig(duration=n / fps, fps=fps),
                        render=RenderConfig(size=size, device=str(device)), encode=encode or encode_config("auto"))
     t0 = time.perf_counter()
-    with open_video(Path(directory) / "clip.mp4", fps, size, opts.encode) as writer:
+    with open_video(Path(directory) / "clip.mp4", fps, size, opts.encode, quiet=True) as writer:
         stamp = _Stamp(writer)
         prepared = prepare_photo(load_image(photo_path), photo_path.name, opts.scene, DepthConfig())
         n_done = render_into(prepared, opts, [stamp], quiet=True)

@@ -188,8 +188,12 @@ def probe_ffmpeg_encoder(name: str) -> tuple[bool, str]:
 
 @functools.lru_cache(maxsize=None)
 def probe_nvenc(codec: str) -> tuple[bool, str]:
-    """(works, why not): does a PyNvVideoCodec session open on this machine and encode a frame?"""
-    return pynvvideocodec.probe(codec)
+    """(works, why not): does a PyNvVideoCodec session open on this machine and encode a frame?
+    Never raises: whatever goes wrong moves ``auto`` on to ffmpeg's NVENC, then the CPU."""
+    try:
+        return pynvvideocodec.probe(codec)
+    except Exception as e:  # noqa: BLE001
+        return False, f"the PyNvVideoCodec probe failed: {type(e).__name__}: {e}"
 
 
 def ffmpeg_rate(fps: float) -> str:

@@ -29,13 +29,19 @@ from .formats import OutputPlan, ffmpeg_exe, ffmpeg_rate, nvenc_preset, plan_out
 from .pynvvideocodec import encoder_device, import_pynvvideocodec
 from .sink import FfmpegSink
 
+#: NV12 surfaces cycled per frame. Encode copies a surface on PyNvVideoCodec's own stream
+#: and NVENC holds several frames (B-frames, lookahead) before returning their bitstream,
+#: so a surface may still be read after Encode returns; the next conversions run on torch's
+#: stream and must not overwrite it. A ring deeper than the encoder's delay keeps them apart.
+NV12_RING = 8
+
 
 def encoder_options(plan: OutputPlan, config: EncodeConfig, fps: float, device: Any) -> dict[str, str]:
     """CreateEncoder keyword options (PyNvVideoCodec takes them as strings)."""
     opts = {"codec": plan.codec, "preset": nvenc_preset(config.encoder_preset).upper(),
             "tuning_info": "high_quality", "fps": str(max(1, round(fps))), "colorspace": "bt709"}
     if device.type == "cuda":
-        opts["gpuid"] = str(device.index or 0)
+        opts["gpu_id"] = str(device.index or 0)  # PyNvVideoCodec 2.x's name; unknown keys are ignored
     if plan.codec == "hevc":
         # ffmpeg's raw HEVC demuxer cannot time B-frames of an elementary stream (frames are
         # dropped or left without timestamps in the -c copy mux); HEVC goes IPPP.
@@ -62,7 +68,8 @@ class NvencWriter(FfmpegSink):
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int],
                  config: EncodeConfig = EncodeConfig(encoder="nvenc"), queue_size: int = 8,
-                 plan: OutputPlan | None = None, gpu_id: int | None = None) -> None:
+                 plan: OutputPlan | None = None, gpu_id: int | None = None,
+                 device: torch.device | str | None = None) -> None:
         plan = plan or plan_output(path, config)
         if plan.kind != "nvenc":
             raise Photo3DError(f"NvencWriter got a plan for {plan.kind}; use open_video")
@@ -70,6 +77,9 @@ class NvencWriter(FfmpegSink):
             raise Photo3DError(f"--encoder nvenc encodes 4:2:0 (NV12) only; pixel format "
                                f"{config.pix_fmt} needs a CPU encoder (--encoder x264/x265)")
         nvc = import_pynvvideocodec()
+        # The session opens on the GPU the frames are on (``device``), not the current one.
+        if gpu_id is None and device is not None and torch.device(device).type == "cuda":
+            gpu_id = torch.device(device).index
         self._device = encoder_device(gpu_id)
         self.config = config
         w, h = int(size[0]), int(size[1])
@@ -77,7 +87,7 @@ class NvencWriter(FfmpegSink):
         if self._crop != (w, h):
             warn(f"NV12 needs an even width and height; {w}x{h} frames are cropped to "
                  f"{self._crop[0]}x{self._crop[1]} in {os.path.basename(path)}")
-        self._nv12 = None
+        self._nv12: list[torch.Tensor] = []  # the ring, filled as frames come (NV12_RING)
         self._convert = select("nv12", "auto", self._device)[1].rgb_to_nv12
         try:
             self._enc = nvc.CreateEncoder(self._crop[0], self._crop[1], "NV12", False,
@@ -106,9 +116,10 @@ class NvencWriter(FfmpegSink):
         w, h = self._crop
         rgb = frame[:h, :w].to(self._device, non_blocking=True)
         try:
-            if self._nv12 is None:
-                self._nv12 = torch.empty((h * 3 // 2, w), dtype=torch.uint8, device=rgb.device)
-            nv12 = self._convert(rgb, out=self._nv12)
+            slot = self.n_frames % NV12_RING
+            if slot == len(self._nv12):
+                self._nv12.append(torch.empty((h * 3 // 2, w), dtype=torch.uint8, device=rgb.device))
+            nv12 = self._convert(rgb, out=self._nv12[slot])
             if rgb.is_cuda:
                 # Encode reads the surface on PyNvVideoCodec's own stream: make the
                 # conversion, queued on torch's current stream, finish first.

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import EncodeConfig
 from ..errors import Photo3DError, notice, warn
@@ -25,17 +26,20 @@ from .sink import FfmpegSink, FrameSink
 
 
 def open_video(path: str | os.PathLike, fps: float, size: tuple[int, int],
-               config: EncodeConfig = EncodeConfig(), queue_size: int = 8, quiet: bool = False):
+               config: EncodeConfig = EncodeConfig(), queue_size: int = 8, quiet: bool = False,
+               device: torch.device | str | None = None):
     """A video sink for ``path``: NvencWriter or VideoWriter, as ``config.encoder`` says.
 
     With encoder "auto", probes NVENC (PyNvVideoCodec), then ffmpeg's *_nvenc, then takes
     the CPU encoder of the codec, and prints on stderr what it chose and why (unless quiet).
+    device: where the frames will be (the renderer's device); NVENC opens its session on
+    that GPU.
     """
     plan = plan_output(path, config)
     if config.encoder == "auto" and plan.kind not in ("gif", "webp"):
         notice(f"encoder: {plan.describe()}", quiet)
     if plan.kind == "nvenc":
-        return NvencWriter(path, fps, size, config, queue_size=queue_size, plan=plan)
+        return NvencWriter(path, fps, size, config, queue_size=queue_size, plan=plan, device=device)
     return VideoWriter(path, fps, size, config, queue_size=queue_size, plan=plan)
 
 
