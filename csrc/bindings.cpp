@@ -50,14 +50,24 @@ std::vector<torch::Tensor> splat_accumulate(torch::Tensor points, torch::Tensor 
   return {acc, zbuf};
 }
 
-// (H*3/2, W) uint8 NV12 of an (H, W, 3) uint8 CUDA image with even H and W.
-torch::Tensor rgb_to_nv12(torch::Tensor rgb) {
+// (H*3/2, W) uint8 NV12 of an (H, W, 3) uint8 CUDA image with even H and W, written into
+// out when given (a video writer's reused surface: no allocation per frame).
+torch::Tensor rgb_to_nv12(torch::Tensor rgb, c10::optional<torch::Tensor> out_opt) {
   check(rgb, "rgb", torch::kUInt8);
   TORCH_CHECK(rgb.dim() == 3 && rgb.size(2) == 3, "rgb must be (H, W, 3)");
   const int64_t h = rgb.size(0), w = rgb.size(1);
   TORCH_CHECK(h % 2 == 0 && w % 2 == 0, "NV12 needs an even width and height, got ", w, "x", h);
   const c10::cuda::CUDAGuard guard(rgb.device());
-  auto out = torch::empty({h * 3 / 2, w}, rgb.options());
+  torch::Tensor out;
+  if (out_opt.has_value()) {
+    out = *out_opt;
+    check(out, "out", torch::kUInt8);
+    TORCH_CHECK(out.device() == rgb.device(), "out must be on ", rgb.device());
+    TORCH_CHECK(out.dim() == 2 && out.size(0) == h * 3 / 2 && out.size(1) == w, "out must be (", h * 3 / 2, ", ", w,
+                ")");
+  } else {
+    out = torch::empty({h * 3 / 2, w}, rgb.options());
+  }
   const cudaError_t err = photo3d::rgb_to_nv12(rgb.data_ptr<uint8_t>(), out.data_ptr<uint8_t>(), static_cast<int>(h),
                                                static_cast<int>(w), c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "photo3d rgb_to_nv12 kernel failed: ", cudaGetErrorString(err));
@@ -68,5 +78,6 @@ torch::Tensor rgb_to_nv12(torch::Tensor rgb) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("splat_accumulate", &splat_accumulate, "Fused splat + resolve of LDI texels (see csrc/splat.cu)");
-  m.def("rgb_to_nv12", &rgb_to_nv12, "RGB -> NV12, BT.709 limited range, left chroma siting (see csrc/nv12.cu)");
+  m.def("rgb_to_nv12", &rgb_to_nv12, "RGB -> NV12, BT.709 limited range, left chroma siting (see csrc/nv12.cu)",
+        pybind11::arg("rgb"), pybind11::arg("out") = pybind11::none());
 }

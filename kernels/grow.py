@@ -115,7 +115,7 @@ def _grow_kernel(values_in, known_in, mask_in, disp_in, values_out, known_out, m
 
 
 def seeds(depth: torch.Tensor, edge_disparity: float) -> torch.Tensor:
-    """(H, W) bool background seeds of a (H, W) float32 z-depth map (ldi.discontinuities' second output)."""
+    """(H, W) bool background seeds of a (H, W) float32 z-depth map (ops.grow.discontinuities' second output)."""
     h, w = depth.shape
     out = torch.empty((h, w), dtype=torch.int8, device=depth.device)
     with _kernels.on_device(depth):

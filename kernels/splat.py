@@ -40,9 +40,8 @@ import triton
 import triton.language as tl
 
 import photo3d_fast.kernels as _kernels
-from photo3d_fast.kernels.fill import fill_frames
-
 from photo3d_fast.config import MAX_FRAMES_PER_LAUNCH
+from photo3d_fast.kernels.fill import fill_frames
 from photo3d_fast.ops.splat import (
     FOOTPRINT_MARGIN,
     MAX_HALF_EXTENT,

@@ -7,8 +7,8 @@ every check of an option lives here and only here.
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 import re
 import types
 import typing

@@ -11,8 +11,8 @@ conversion, bitstream queue, muxing, failure cleanup) with a stand-in module bac
 libx264; the README's table says how far the real library has been run.
 
 Per frame, nothing but the compressed bitstream crosses to the host: the caller's thread
-converts the frame to NV12 (the op ``nv12``, its fastest implementation on the GPU) and calls Encode; the bitstream goes through the writer thread's queue into
-ffmpeg's stdin.
+converts the frame to NV12 (the op ``nv12``, its fastest implementation on the GPU) and
+calls Encode; the bitstream goes through the writer thread's queue into ffmpeg's stdin.
 """
 
 from __future__ import annotations

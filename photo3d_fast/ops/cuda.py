@@ -77,5 +77,4 @@ def rgb_to_nv12(rgb: torch.Tensor, out: torch.Tensor | None = None) -> torch.Ten
     if rgb.dtype != torch.uint8:
         return nv12_reference.rgb_to_nv12(rgb, out=out)
     nv12_reference.check_rgb(rgb)
-    result = _ext().rgb_to_nv12(rgb.contiguous())
-    return result if out is None else out.copy_(result)
+    return _ext().rgb_to_nv12(rgb.contiguous(), out)
