@@ -146,6 +146,7 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
                      help="frames one kernel launch renders (default: by output size, up to 8 with the "
                           "triton/cuda kernels, 1 with torch); the same frames with fewer launches and syncs")
     add_engine_options(eng)
+    eng.add_argument("--offline", action="store_true", help="never download weights (as PHOTO3D_OFFLINE=1): auto uses the cache, else cues")
     eng.add_argument("--upscale", choices=UPSCALE_CHOICES,
                      help="super-resolution when the output needs more pixels than the photo has: "
                           "x4plus (Real-ESRGAN x4plus, photos) or animevideov3 (fast, drawings); weights "

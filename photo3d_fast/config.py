@@ -227,6 +227,10 @@ class EngineConfig:
     upscale: "none" or a super-resolution model (x4plus = Real-ESRGAN x4plus); applied once
         to the photo the LDI is built from when the output needs more pixels than the photo
         has (upscale_mode "texture"), or to every rendered frame (upscale_mode "frames").
+    offline: never download weights (as PHOTO3D_OFFLINE=1 or HF_HUB_OFFLINE=1): auto uses
+        the models whose weights are here, else the method without weights; a named model
+        whose weights are missing is an error. Not part of a batch clip's name: it changes
+        how weights are found, not what a clip is.
     """
 
     runtime: str = "auto"
@@ -234,6 +238,7 @@ class EngineConfig:
     weights: str | None = None
     upscale: str = "none"
     upscale_mode: str = "texture"
+    offline: bool = False
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:

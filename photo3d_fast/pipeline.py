@@ -55,8 +55,10 @@ def _did_you_mean(text: str, choices) -> str:
 
 
 def engine_options(engine: EngineConfig, render: RenderConfig | None = None) -> EngineOptions:
-    """The learned-model options of a clip (the renderer's device runs them too)."""
-    return EngineOptions(engine.runtime, engine.precision, render.device if render else "auto", engine.weights)
+    """The learned-model options of a clip (the renderer's device runs them too; --offline
+    forbids downloads)."""
+    return EngineOptions(engine.runtime, engine.precision, render.device if render else "auto", engine.weights,
+                         fetch=not engine.offline)
 
 
 def scene_depth(rgb: np.ndarray, config: DepthConfig, scene: SceneConfig, engine: EngineOptions = EngineOptions(),
@@ -227,10 +229,12 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
 
 
 def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: str = "auto", quiet: bool = False,
-                runtime: str = "auto", precision: str = "auto", device: str = "auto", weights: str | None = None) -> Path:
+                runtime: str = "auto", precision: str = "auto", device: str = "auto", weights: str | None = None,
+                offline: bool = False) -> Path:
     """Estimate a photo's disparity and save it: 16-bit PNG (white = near) or .npy float32
     in [0, 1]. ``photo3d render --depth FILE`` reads either back. Written atomically.
-    depth: "auto", "cues" or a depth model; runtime/precision/device/weights: how the model runs."""
+    depth: "auto", "cues" or a depth model; runtime/precision/device/weights: how the model
+    runs; offline: never download weights."""
     import os
 
     image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)
@@ -241,7 +245,8 @@ def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: s
     if not out_path.parent.resolve().is_dir() or not os.access(out_path.parent.resolve(), os.W_OK):
         raise Photo3DError(f"cannot write {str(out_path)!r}: directory {str(out_path.parent)!r} is missing or not writable")
     photo = load_image(image_path)
-    disparity, note = estimate_disparity(photo.rgb, depth, EngineOptions(runtime, precision, device, weights), quiet)
+    options = EngineOptions(runtime, precision, device, weights, fetch=not offline)
+    disparity, note = estimate_disparity(photo.rgb, depth, options, quiet)
     disparity = normalize_disparity(disparity)
     tmp = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}{suffix}")
     try:

@@ -7,7 +7,8 @@ the kernel is defined. On a GPU, `TRITON_INTERPRET=0 python -m pytest tests/test
 runs the compiled kernels instead: the triton-cpu cases then skip and the triton-cuda (and,
 with photo3d_fast._C built, cuda-cuda) cases compare the fast implementations with the
 references on CUDA tensors. tests/helpers.py holds what the op tests share (scenes, cameras,
-the (backend, device) pairs, the boundary-band tolerance).
+the (backend, device) pairs, the boundary-band tolerance). PHOTO3D_OFFLINE=1 keeps every
+test off the network.
 """
 
 import os
@@ -15,6 +16,10 @@ import os
 import pytest
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# No test touches the network: `auto` never downloads and a missing model fails at once.
+# Set here, at import, so that the CLI's subprocesses and batch workers inherit it;
+# tests/test_fetch.py lifts it to simulate a hub (unreachable, or a local server).
+os.environ["PHOTO3D_OFFLINE"] = "1"
 
 INTERPRETED = os.environ["TRITON_INTERPRET"] == "1"
 

@@ -178,23 +178,49 @@ def test_unreachable_download_is_a_clear_error_and_leaves_nothing(private_cache,
     assert not [f for f in private_cache.rglob("*") if f.is_file()]
 
 
-def test_offline_hub_download_fails_fast_without_retries(private_cache, monkeypatch):
-    import huggingface_hub
-
+def test_unreachable_hub_fails_fast_without_retries(private_cache, monkeypatch):
     from photo3d_fast.engines import weights as weights_mod
 
-    calls = []
-    real = huggingface_hub.hf_hub_download
+    def no_download(*args, **kwargs):
+        raise AssertionError("tried to download although the hub is unreachable")
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("local_files_only", False))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
-    monkeypatch.setattr(weights_mod, "_resolves", lambda url: "cannot resolve huggingface.co: offline")
-    with pytest.raises(Photo3DError, match="cannot resolve huggingface.co"):
+    monkeypatch.delenv("PHOTO3D_OFFLINE", raising=False)
+    monkeypatch.setattr(weights_mod, "download", no_download)
+    monkeypatch.setattr(weights_mod, "reachable", lambda url: "cannot resolve huggingface.co: offline")
+    with pytest.raises(Photo3DError, match="cannot resolve huggingface.co") as e:
         weight_files(MODELS["depth-anything-v2-small"], fetch=True, quiet=True)
-    assert calls == [True]  # only the cache was asked; no network attempt, no retry loop
+    assert "\n" not in str(e.value)  # one line on stderr
+
+
+def test_files_fetched_into_the_hub_layout_are_still_found(private_cache):
+    """Earlier versions fetched hub files with huggingface_hub into cache/hub/."""
+    spec = MODELS["depth-anything-v2-small"]
+    repo = private_cache / "hub" / "models--depth-anything--Depth-Anything-V2-Small"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    blob = repo / "blobs" / "0123"
+    blob.parent.mkdir()
+    blob.write_bytes(b"weights")
+    snap = repo / "snapshots" / "abc123" / spec.source.filename
+    snap.parent.mkdir(parents=True)
+    snap.symlink_to(blob)
+    assert weight_files(spec, fetch=False) == [snap] and available_locally(spec)
+    blob.unlink()  # a dangling link (an interrupted hub download) is not a file
+    assert not available_locally(spec)
+
+
+def test_auto_defaults_are_permissive_and_offline_is_read_from_the_environment(monkeypatch):
+    from photo3d_fast.engines import default_download, offline_reason
+
+    assert default_download("depth").name == "depth-anything-v2-small"  # base/large are non-commercial
+    assert default_download("upscale") is None  # from a package, never downloaded
+    monkeypatch.delenv("PHOTO3D_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert offline_reason() is None and offline_reason(fetch=False) == "--offline"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert offline_reason() == "HF_HUB_OFFLINE=1"
+    monkeypatch.setenv("PHOTO3D_OFFLINE", "yes")
+    assert offline_reason() == "PHOTO3D_OFFLINE=yes"
 
 
 def test_weights_argument_is_checked(tmp_path):

@@ -7,6 +7,7 @@ others were made), 2 usage error (bad INPUT, OUTDIR or option), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -15,11 +16,81 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from ..config import OPTIONS
+from ..config import OPTIONS, ClipOptions
+from ..engines.registry import get_spec
+from ..engines.weights import resolve_auto, weight_files
 from ..errors import Photo3DError, notice
 from .cluster import RayRunner
 from .local import LocalRunner, parse_gpus
-from .manifest import REPORT_NAME, BatchPlan, OutdirLock, job_result, plan_batch, sweep_partials, write_json_atomic
+from .manifest import (
+    REPORT_NAME,
+    BatchPlan,
+    OutdirLock,
+    group_jobs,
+    job_result,
+    plan_batch,
+    sweep_partials,
+    write_json_atomic,
+)
+
+# -- learned models ----------------------------------------------------------------------
+
+#: The clip options naming a learned model, which a batch resolves and fetches once before
+#: its workers start: option -> (registry task, the method without weights that auto falls
+#: back to, the option giving the model's own weights file, whose jobs are left alone).
+MODEL_OPTIONS: dict[str, tuple[str, str, str]] = {"depth": ("depth", "cues", "weights")}
+
+
+def fetch_models(plan: BatchPlan, quiet: bool = False) -> None:
+    """Resolve every job's ``auto`` and fetch every learned model the jobs name, once, in
+    this process, before any worker starts: N workers would otherwise each check the
+    network and download (and a batch must not mix models because the network came and
+    went). An ``auto`` becomes, in the job's options, the model ``engines.resolve_auto``
+    picks or the fallback method; a named model's weights are fetched into the cache, and
+    its jobs fail with the reason (moved from ``plan.jobs`` to ``plan.results``) when they
+    cannot be. Workers on other machines (Ray) read their own cache and fetch there."""
+    answers: dict[tuple, str | Photo3DError | None] = {}  # (option, value, fetch) -> _fetch_one's answer
+    jobs = []
+    for job in plan.jobs:
+        opts = ClipOptions.from_flat(job.options)
+        fetch = not opts.engine.offline
+        options, error = dict(job.options), None
+        for option, (task, fallback, weights) in MODEL_OPTIONS.items():
+            value = str(opts.get(option))
+            if opts.get(weights) is not None or value == fallback:
+                continue
+            key = (option, value, fetch)
+            if key not in answers:
+                answers[key] = _fetch_one(task, value, fallback, fetch, quiet)
+            answer = answers[key]
+            if isinstance(answer, Photo3DError):
+                error = str(answer)
+            elif answer is not None:  # None: not a model (a depth-map file)
+                options[option] = answer
+        if error is not None:
+            plan.results[job.index] = job_result(job, "failed", error=error)
+        else:
+            jobs.append(dataclasses.replace(job, options=options))
+    plan.jobs = jobs
+    plan.groups = group_jobs(jobs)
+
+
+def _fetch_one(task: str, value: str, fallback: str, fetch: bool, quiet: bool) -> str | Photo3DError | None:
+    """What a job's ``value`` of a model option becomes: the model auto resolves to (or
+    ``fallback``), a named model whose weights are now here, the error that its weights
+    cannot be had, or None when ``value`` names no model."""
+    if value == "auto":
+        return resolve_auto(task, fetch=fetch, quiet=quiet, fallback=fallback) or fallback
+    try:
+        spec = get_spec(value, task=task)
+    except Photo3DError:
+        return None
+    try:
+        weight_files(spec, fetch=fetch, quiet=quiet)
+    except Photo3DError as e:
+        return e
+    return value
+
 
 # -- running -----------------------------------------------------------------------------
 
@@ -58,6 +129,7 @@ def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = N
         swept = sweep_partials(outdir)
         plan = plan_batch(source, outdir, options)
         runner = make_runner(workers=workers, gpus=gpus, ray=ray)
+        fetch_models(plan, quiet)
         results = dict(plan.results)
         n_skipped = sum(r["status"] == "skipped" for r in results.values())
         n_failed = sum(r["status"] == "failed" for r in results.values())

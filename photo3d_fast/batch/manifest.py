@@ -109,6 +109,9 @@ def normalize(options: dict, base: Path, outdir: Path) -> dict:
     """The options that differ from the defaults, by flat name, JSON-ready: what the hash
     covers and the report shows. Validates them (Photo3DError if bad)."""
     flat = ClipOptions.from_flat(options).changed()
+    # --offline says how weights are found, not what the clip is: a rerun with it skips
+    # the clips an online run made.
+    flat.pop("offline", None)
     if "size" in flat:
         flat["size"] = "{}x{}".format(*flat["size"])
     if "frames" in flat:
@@ -252,11 +255,16 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
         except Photo3DError as e:
             plan.results[index] = {**entry, "status": "failed", "error": str(e),
                                    "seconds": {"depth": 0.0, "render_encode": 0.0}, "frames": 0}
-    by_group: dict[str, list[Job]] = {}
-    for job in plan.jobs:
-        by_group.setdefault(job.group, []).append(job)
-    plan.groups = list(by_group.values())
+    plan.groups = group_jobs(plan.jobs)
     return plan
+
+
+def group_jobs(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs by depth stage (``Job.group``), in the order their groups first appear."""
+    by_group: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_group.setdefault(job.group, []).append(job)
+    return list(by_group.values())
 
 
 # -- resume ------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Backends: ``cues`` (embedded, no weights; always available) and the learned models of
 ``photo3d_fast.engines.registry`` (Depth Anything V2 small/base/large, MiDaS DPT-Large).
-``auto`` picks the best learned model whose weights are here (no download) and falls back
-to ``cues``. A user's own depth map is read by ``photo3d_fast.io``.
+``auto`` runs the best learned model whose weights are here, else downloads the default
+(Depth Anything V2 Small, Apache-2.0) once when downloads are allowed and the hub answers,
+else falls back to ``cues`` (``engines.resolve_auto``). A user's own depth map is read by
+``photo3d_fast.io``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..engines.registry import get_spec, models_for
-from ..engines.weights import available_locally
+from ..engines.weights import available_locally, default_download, resolve_auto
 from ..errors import Photo3DError
-from .backends import EngineOptions, best_local_model, estimate_with_model
+from .backends import EngineOptions, estimate_with_model
 from .cues import estimate_disparity_cues
 
 DEPTH_MODELS = tuple(s.name for s in models_for("depth"))
@@ -46,8 +48,10 @@ def estimate_disparity(image: np.ndarray, method: str = "auto", options: EngineO
     """Relative disparity of a photo.
 
     image: (H, W, 3) uint8 sRGB; method: "auto", "cues" or a depth model's name (or alias);
-    options: runtime/precision/device/weights of learned models. Returns ((H, W) float32 in
-    [0, 1], a short description of the backend that produced it).
+    options: runtime/precision/device/weights of learned models and whether weights may be
+    downloaded. auto may download the default model once (``engines.resolve_auto``); a
+    named model without weights is downloaded once, or is a Photo3DError offline. Returns
+    ((H, W) float32 in [0, 1], a short description of the backend that produced it).
     """
     if not is_depth_method(method):
         raise Photo3DError(
@@ -59,16 +63,18 @@ def estimate_disparity(image: np.ndarray, method: str = "auto", options: EngineO
 
         if options.weights is not None:
             raise Photo3DError("--weights needs --depth MODEL: say which model the file holds")
-        spec = best_local_model()
-        if spec is not None:
-            disparity, note = _learned(image, spec.name, options, quiet)
+        name = resolve_auto("depth", fetch=options.fetch, quiet=quiet, fallback="cues")
+        if name is not None:
+            disparity, note = _learned(image, name, options, quiet)
             return disparity, f"{note}; auto: best depth model with weights here"
     elif method != "cues":
         return _learned(image, method, options, quiet)
 
     note = "cues (embedded estimator; learned models are better)"
     if method == "auto":
-        note = "cues (auto: no learned depth model's weights are here; `photo3d engines fetch depth-anything-v2-small`)"
+        default = default_download("depth")
+        fetch = f"; `photo3d engines fetch {default.name}`" if default is not None else ""
+        note = f"cues (auto: no learned depth model's weights are here{fetch})"
     return estimate_disparity_cues(image), note
 
 

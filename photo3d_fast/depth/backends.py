@@ -1,5 +1,6 @@
-"""Learned depth through the engine layer: which preprocessing each model wants, which
-engine shape a photo needs, and which model ``--depth auto`` picks.
+"""Learned depth through the engine layer: which preprocessing each model wants and which
+engine shape a photo needs. Which model ``--depth auto`` runs is ``engines.resolve_auto``'s
+answer for the task "depth".
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engines import load_engine
-from ..engines.registry import ModelSpec, get_spec, models_for
-from ..engines.weights import available_locally
+from ..engines.registry import ModelSpec, get_spec
 from .learned import DEPTH_ANYTHING_PREPROCESS, MIDAS_PREPROCESS, network_size, run_depth_model
 
 
@@ -19,7 +19,7 @@ from .learned import DEPTH_ANYTHING_PREPROCESS, MIDAS_PREPROCESS, network_size, 
 class EngineOptions:
     """How learned models run: runtime/precision as ``photo3d_fast.engines`` takes them;
     weights: a file for the chosen depth model instead of the cache; fetch: download
-    missing weights."""
+    missing weights (False: ``--offline``, as are PHOTO3D_OFFLINE=1 and HF_HUB_OFFLINE=1)."""
 
     runtime: str = "auto"
     precision: str = "auto"
@@ -54,12 +54,6 @@ def network_input_shape(spec: ModelSpec, height: int, width: int) -> tuple[int, 
 
     h, w = network_size(height, width, preprocess_for(spec, height, width))
     return (1, 3, h, w)
-
-
-def best_local_model() -> ModelSpec | None:
-    """The best depth model whose weights are here (no download), or None."""
-
-    return next((s for s in models_for("depth") if available_locally(s)), None)
 
 
 def estimate_with_model(image: np.ndarray, name: str, options: EngineOptions = EngineOptions(),

@@ -11,6 +11,12 @@ torch.compile on a GPU).
 
 Runtimes: "auto" | "tensorrt" | "onnxruntime" | "torch" | "torch-compile".
 Precisions: "auto" (fp16 on a GPU, fp32 on the CPU) | "fp32" | "fp16" (GPU only).
+
+Weights (``weights.py``): a user's file, the cache, or a download into the cache on first
+use. ``resolve_auto(task)`` is what every ``auto`` of a learned stage means: the best model
+of the task whose weights are here, else its permissively licensed default fetched once,
+else None (the stage's method without weights), never waiting more than about a second
+for a network that is not there.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from .export import export_onnx
 from .registry import MODELS, ModelSpec, get_spec, models_for
 from .runtimes import Engine, OrtEngine, TorchEngine, onnxruntime_providers
 from .tensorrt import TrtEngine, build_plan, gpu_id, tensorrt_version
-from .weights import weight_files
+from .weights import default_download, offline_reason, resolve_auto, weight_files
 
 __all__ = [
-    "MODELS", "PRECISIONS", "RUNTIMES", "Engine", "EngineKey", "ModelSpec", "cache_dir", "engine_from_module",
-    "get_spec", "load_engine", "load_module", "models_for", "pick_runtime",
+    "MODELS", "PRECISIONS", "RUNTIMES", "Engine", "EngineKey", "ModelSpec", "cache_dir", "default_download",
+    "engine_from_module", "get_spec", "load_engine", "load_module", "models_for", "offline_reason", "pick_runtime",
+    "resolve_auto",
 ]
 
 

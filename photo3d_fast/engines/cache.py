@@ -3,8 +3,10 @@
 Layout under ``cache_dir()`` (``$PHOTO3D_CACHE``, else ``$XDG_CACHE_HOME/photo3d_fast``,
 else ``~/.cache/photo3d_fast``)::
 
-    hub/                      Hugging Face downloads (huggingface_hub's own layout)
-    weights/                  other downloads (GitHub releases), one file per model
+    weights/<file>            downloads from a URL (GitHub releases), one file per model
+    weights/<repo>/<file>     downloads from the Hugging Face hub ($HF_ENDPOINT)
+    hub/                      hub files fetched by earlier versions (huggingface_hub's
+                              layout), still read
     onnx/<digest>/model.onnx  an export: key = model, weights hash, input shape, precision, opset
     tensorrt/<digest>.plan    a built engine: the ONNX key + GPU name, compute capability,
                               TensorRT version
@@ -61,6 +63,14 @@ def file_sha256(path: str | Path) -> str:
                 h.update(block)
         _FILE_HASHES[memo] = h.hexdigest()
     return _FILE_HASHES[memo]
+
+
+def remember_sha256(path: str | Path, sha256: str) -> None:
+    """Record the sha256 of a file just written (a download hashes its bytes as they
+    arrive), so that its first use does not read it again."""
+    p = Path(path)
+    st = p.stat()
+    _FILE_HASHES[(str(p.resolve()), st.st_size, st.st_mtime_ns)] = sha256
 
 
 def weights_id(files: list[Path]) -> str:
