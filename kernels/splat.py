@@ -255,4 +255,4 @@ def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
     """Same contract as ops.splat.render_frames, F frames per launch of each kernel:
     (F, H, W, 3) float32 color and (F, H, W) bool coverage."""
     acc, zbuf = accumulate_frames(grid, c2ws, Ks, size)
-    return finish_frames(acc, zbuf, size, fill=fill_frames)
+    return finish_frames(acc, zbuf, size, grid.edge_disparity, fill=fill_frames)

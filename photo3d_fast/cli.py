@@ -22,6 +22,7 @@ from .config import (
     DEFAULT_NEAR,
     DEPTH_KINDS,
     ENCODER_CHOICES,
+    INPAINT_CHOICES,
     KERNEL_CHOICES,
     OPTIONS,
     UPSCALE_CHOICES,
@@ -139,6 +140,13 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
                           f"and NVENC (which also takes p1..p7) (default {EncodeConfig.encoder_preset})")
     eng = group("engine")
     eng.add_argument("--layers", type=int, help=f"LDI layers, 1..8 (default {RenderConfig.layers:d})")
+    eng.add_argument("--inpaint", choices=INPAINT_CHOICES,
+                     help="how what the foreground hides is filled: classic (no weights), lama, migan, or "
+                          "auto: the best learned model whose weights are here or can be fetched once, "
+                          f"else classic (default {EngineConfig.inpaint})")
+    eng.add_argument("--no-clean-depth", dest="clean_depth", action="store_false",
+                     help="render the depth map exactly as given (default: smooth it within surfaces and "
+                          "snap its edges onto the photo's, so depth noise does not tear surfaces)")
     eng.add_argument("--kernels", choices=KERNEL_CHOICES,
                      help=f"renderer implementation (default {RenderConfig.kernels}: the fastest available)")
     eng.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default {RenderConfig.device})")

@@ -150,6 +150,9 @@ class RenderConfig:
         (``render.auto_frames_per_launch``: up to 8 with the fast kernels, 1 with torch).
     overscan: zoom in just enough (at most 25%) that the camera motion never reveals the
         photo's border, where nothing but a filled guess could be shown.
+    clean_depth: condition the depth map before the LDI is built (``depth.condition``:
+        smooth within surfaces, snap edges onto the photo's), so that depth noise does not
+        tear surfaces; off renders the depth exactly as given.
     """
 
     size: tuple[int, int] | None = None
@@ -158,6 +161,7 @@ class RenderConfig:
     device: str = "auto"
     overscan: bool = True
     frames_per_launch: int | None = None
+    clean_depth: bool = True
 
     def __post_init__(self) -> None:
         if self.kernels not in KERNEL_CHOICES:
@@ -215,6 +219,8 @@ class EncodeConfig:
 #: ``--upscale-mode``: where the model runs (see EngineConfig).
 UPSCALE_CHOICES = ("none", "x4plus", "animevideov3", "realesrgan-x4plus", "realesr-animevideov3")
 UPSCALE_MODES = ("texture", "frames")
+#: ``--inpaint`` choices: how the LDI's back layers are coloured (``photo3d_fast.inpaint``).
+INPAINT_CHOICES = ("auto", "classic", "lama", "migan")
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,9 @@ class EngineConfig:
     upscale: "none" or a super-resolution model (x4plus = Real-ESRGAN x4plus); applied once
         to the photo the LDI is built from when the output needs more pixels than the photo
         has (upscale_mode "texture"), or to every rendered frame (upscale_mode "frames").
+    inpaint: how the LDI's back layers are coloured: "classic" (no weights), a learned
+        model ("lama", "migan"), or "auto" (the best learned model whose weights are here or
+        can be fetched once, else classic).
     offline: never download weights (as PHOTO3D_OFFLINE=1 or HF_HUB_OFFLINE=1): auto uses
         the models whose weights are here, else the method without weights; a named model
         whose weights are missing is an error. Not part of a batch clip's name: it changes
@@ -238,6 +247,7 @@ class EngineConfig:
     weights: str | None = None
     upscale: str = "none"
     upscale_mode: str = "texture"
+    inpaint: str = "auto"
     offline: bool = False
 
     def __post_init__(self) -> None:
@@ -247,6 +257,8 @@ class EngineConfig:
             raise Photo3DError(f"--precision {self.precision!r}: choose auto, fp32 or fp16")
         if self.upscale not in UPSCALE_CHOICES:
             raise Photo3DError(f"--upscale {self.upscale!r}: choose one of {', '.join(UPSCALE_CHOICES)}")
+        if self.inpaint not in INPAINT_CHOICES:
+            raise Photo3DError(f"--inpaint {self.inpaint!r}: choose one of {', '.join(INPAINT_CHOICES)}")
         if self.upscale_mode not in UPSCALE_MODES:
             raise Photo3DError(f"--upscale-mode {self.upscale_mode!r}: choose {' or '.join(UPSCALE_MODES)}")
 
@@ -283,7 +295,7 @@ class ClipOptions:
     frames_dir: Path | None = None
 
     @classmethod
-    def from_flat(cls, options: Mapping[str, Any]) -> "ClipOptions":
+    def from_flat(cls, options: Mapping[str, Any]) -> ClipOptions:
         """Build and check every option from flat names (``OPTIONS``): what the CLI's flags,
         batch manifests, the preview and ``render_clip(**options)`` all give, so that an
         option is read and validated in one place. Values may be text (a CSV cell, a query

@@ -21,6 +21,7 @@ from .depth import DEPTH_METHODS, DEPTH_MODELS, EngineOptions, estimate_disparit
 from .depth.guided import guided_upsample
 from .device import resolve_device
 from .errors import Photo3DError, notice
+from .inpaint import resolve_inpaint
 from .io import Photo, load_depth_map, load_image, resize_map
 from .render import Renderer
 from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
@@ -203,8 +204,11 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     path, out_size = plan.path, plan.size
     work = (plan.rgb.shape[1], plan.rgb.shape[0])
     band, edge = ldi_params_for_motion(plan.K, plan.depth, path.max_translation(), work)
+    engine = engine_options(opts.engine, opts.render)
+    inpaint = resolve_inpaint(opts.engine.inpaint, engine, quiet) if opts.render.layers > 1 else "classic"
     ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
-                    device=device, kernels=opts.render.kernels)
+                    device=device, kernels=opts.render.kernels, clean_depth=opts.render.clean_depth,
+                    inpaint=inpaint, engine=engine)
     renderer = Renderer(ldi, opts.render.kernels, opts.render.frames_per_launch)
     batch = renderer.batch_size(out_size)
     K_out = plan.K_out
@@ -212,7 +216,7 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
         + (f" (each frame upscaled to {upscale_frames.out_size[0]}x{upscale_frames.out_size[1]} "
            f"with {upscale_frames.spec.name})" if upscale_frames else "")
         + f", {len(path)} frames at "
-        f"{opts.path.fps:g} fps; {prepared.notes}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
+        f"{opts.path.fps:g} fps; {prepared.notes}; inpaint: {inpaint}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
         + (f" ({batch} frames per launch)" if batch > 1 else "")
         + "; "
         f"LDI in {time.perf_counter() - t0:.1f} s", quiet)

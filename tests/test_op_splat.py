@@ -163,7 +163,7 @@ def _compare_winners(impl, grid, c2w, K, size):
     tol = ref.RESOLVE_SHARE * grid.edge_disparity
     differ = (buf[both] != rbuf[both]) & ((1 / z_t - 1 / z_r).abs() > tol)
     assert int(differ.sum()) <= max(1, 0.005 * w * h), "z-buffer winners disagree beyond the tolerance"
-    color_t, cov_t = ref.finish(acc, buf, size)
+    color_t, cov_t = ref.finish(acc, buf, size, grid.edge_disparity)
     color_r, cov_r = ref.render_frame(grid, c2w, K, size)
     same = (buf == rbuf).reshape(h, w) & cov_t & cov_r
     coverage_flips = ((buf == EMPTY) != (rbuf == EMPTY)).reshape(h, w)

@@ -1,4 +1,96 @@
 """Inpainting of what the photo's foreground hides: the LDI's back layers, in colour.
 
-``classic.py`` needs no weights; ``learned.py`` runs LaMa and MI-GAN through ``engines/``.
+``fill_behind`` decides what may feed a back layer's band (the background around it, never
+the foreground in front of it) and hands the rest to a method: ``classic.py`` (Telea's fast
+marching, no weights) or ``learned.py`` (LaMa, MI-GAN through ``engines/``).
 """
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..depth.backends import EngineOptions
+from ..engines.weights import resolve_auto
+from . import classic
+from .learned import INPAINT_MODELS, inpaint_learned
+
+#: Known pixels this close to a band are left out of its sources: the photo's silhouette
+#: pixels mix foreground and background colour (anti-aliasing, blur), and fed into the
+#: band they draw a faint copy of the foreground's outline behind it.
+MIXED_PX = 1
+
+
+def _square(r: int) -> np.ndarray:
+    return np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+
+
+def background_sources(disp: np.ndarray, hole: np.ndarray, edge: float, reach: int) -> np.ndarray:
+    """The pixels allowed to feed a back layer's fill: (H, W) bool.
+
+    disp: (H, W) float32 disparity of the surface the layer is grown behind; hole: (H, W) bool,
+    the layer's band; edge: the LDI's edge threshold; reach: how far from the band the
+    foreground is kept out, in pixels. A known pixel within ``reach`` of the band is left
+    out when it lies in front of the farthest pixel within ``reach`` of it by more than
+    ``edge`` (it is the foreground the band hides behind), and so is the ``MIXED_PX`` ring
+    around the band.
+    """
+    import cv2
+
+    # OpenCV's rectangular morphology costs O(1) per pixel whatever the radius.
+    back = cv2.erode(np.where(hole, np.float32(np.inf), disp).astype(np.float32), _square(reach),
+                     borderType=cv2.BORDER_REPLICATE)
+    front = disp > back + edge
+    hole8 = hole.astype(np.uint8)
+    near = cv2.dilate(hole8, _square(reach)) > 0
+    return ~(cv2.dilate(hole8, _square(MIXED_PX)) > 0) & ~(near & front)
+
+
+def resolve_inpaint(method: str, engine: EngineOptions = EngineOptions(), quiet: bool = True) -> str:
+    """The method ``--inpaint`` runs: "classic" or a learned model. "auto" is the best
+    learned model whose weights are here, else the default one fetched once when downloads
+    are allowed and the hub answers (``engines.resolve_auto``), else classic."""
+    if method != "auto":
+        return method
+    # resolve_auto says why when it could not fetch; the clip's summary line names the method
+    return resolve_auto("inpaint", fetch=engine.fetch, quiet=quiet, fallback="classic") or "classic"
+
+
+def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edge: float,
+                method: str = "classic", engine: EngineOptions | None = None) -> torch.Tensor:
+    """The colour of a back layer's band, continued from the background around it.
+
+    color: (H, W, 3) float sRGB/255 and disp: (H, W) float disparity of the surface the
+    layer is grown behind (the photo for the first back layer); hole: (H, W) bool, the
+    band; edge: the LDI's disparity edge threshold; method: "classic" (Telea) or a learned
+    model of ``INPAINT_MODELS``, run as ``engine`` says. Returns (H, W, 3) float32 on
+    color's device, equal to ``color`` outside ``hole``. Only the bounding box of the band
+    (plus the band's width) is processed, on the CPU (a learned model on engine's device).
+    """
+    import cv2
+
+    out = color.float().clone()
+    if not bool(hole.any()):
+        return out
+    hole_np = hole.cpu().numpy()
+    # The foreground is kept out to twice the band's half-width plus Telea's radius: then
+    # its own boundary is always farther from a band pixel than the background is.
+    half = float(cv2.distanceTransform(hole_np.astype(np.uint8), cv2.DIST_L2, 3).max())
+    reach = int(np.ceil(2.0 * half)) + classic.TELEA_RADIUS + MIXED_PX
+    ys, xs = np.nonzero(hole_np)
+    h, w = hole_np.shape
+    pad = reach + classic.TELEA_RADIUS + 1
+    crop = (slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
+            slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)))
+    sources = background_sources(disp[crop].float().cpu().numpy(), hole_np[crop], edge, reach)
+    img8 = (out[crop].cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    if method == "classic":
+        filled = classic.telea(img8, ~sources)
+    elif method in INPAINT_MODELS:
+        filled = inpaint_learned(img8, ~sources, method, engine or EngineOptions())
+    else:
+        raise ValueError(f"unknown inpainting method {method!r}; resolve 'auto' with resolve_inpaint first")
+    band = hole[crop]
+    region = out[crop]
+    region[band] = torch.from_numpy(filled.astype(np.float32) / 255.0).to(out.device)[band]
+    return out

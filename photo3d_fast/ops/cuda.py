@@ -62,7 +62,7 @@ def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,
     """Same contract as ops.splat.render_frames; F frames per launch of each kernel. Holes
     are filled by the fastest ``fill`` on the grid's device (there is no CUDA C++ fill)."""
     acc, zbuf = accumulate_frames(grid, c2ws, Ks, size)
-    return finish_frames(acc, zbuf, size, fill=_fill(grid.points.device).fill_frames)
+    return finish_frames(acc, zbuf, size, grid.edge_disparity, fill=_fill(grid.points.device).fill_frames)
 
 
 @functools.cache

@@ -17,7 +17,12 @@ One frame, for camera-to-world pose T = [R | t] and output intrinsics K':
 4. Resolve: the pixel's color is the tent-weighted mean of the pairs whose disparity lies
    within ``RESOLVE_SHARE`` of the LDI's edge threshold of the winner's, so adjacent texels of one surface blend
    (no shimmer between frames) while surfaces behind never bleed through.
-5. Holes that no layer covers (the image border after a lateral move, disocclusions
+5. Silhouettes: a pixel on the near side of a depth edge of the frame is covered by its
+   surface only as far as the surface's tent weights reach (``coverage``); the rest of it
+   shows what lies behind, taken from its neighbours across the edge. The z-buffer stays
+   exact; only the colour of edge pixels blends, so silhouettes are anti-aliased like the
+   photo's own edges instead of stair-stepped, and do not shimmer as they move.
+6. Holes that no layer covers (the image border after a lateral move, disocclusions
    wider than the back layer) are filled from the farther of the surfaces bordering
    them (``fill.fill_from_background``), so the foreground never smears into them.
 """
@@ -43,6 +48,9 @@ MAX_HALF_EXTENT = 4.0
 #: Texels whose disparity is within this share of the LDI's edge threshold below the
 #: pixel's nearest texel are blended; anything farther is another surface.
 RESOLVE_SHARE = 0.5
+#: Summed tent weight at which a silhouette pixel counts as fully covered by its surface:
+#: inside a surface the overlapping tents sum to about 1.
+COVERAGE_FULL = 1.0
 #: Points nearer than this (scene units) to the camera plane are dropped.
 Z_NEAR = 1e-4
 
@@ -203,38 +211,70 @@ def zbuffer(pix: torch.Tensor, tex_id: torch.Tensor, z: torch.Tensor, n_pixels: 
     return buf.scatter_reduce_(0, pix, key, reduce="amin")
 
 
-def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], fill=fill_from_background) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise accumulated color and fill holes; shared by every implementation.
+def antialias_silhouettes(color: torch.Tensor, weight: torch.Tensor, disp: torch.Tensor, edge: float) -> torch.Tensor:
+    """Blend silhouette pixels of F frames over what lies behind them (module doc, step 5).
+
+    color: (F, 3, H, W) float; weight: (F, H, W) float, the summed tent weights of each
+    pixel's surface (0 where nothing landed); disp: (F, H, W) float disparity of each
+    pixel's winner (0 where nothing landed); edge: the LDI's edge_disparity. A pixel with a
+    4-neighbour behind it by more than ``edge`` (and covered) is a silhouette pixel; its
+    coverage is min(weight / COVERAGE_FULL, 1), and the uncovered part takes the mean colour
+    of those neighbours. Other pixels are returned unchanged. Returns (F, 3, H, W).
+    """
+    n, _, h, w = color.shape
+    total = torch.zeros_like(color)
+    count = torch.zeros_like(weight)
+    known = weight > 0
+    for dim, step in ((1, 1), (1, -1), (2, 1), (2, -1)):
+        # the neighbour at +step along dim, for every pixel; none past the border
+        nb_d = torch.roll(disp, -step, dim)
+        nb_k = torch.roll(known, -step, dim)
+        nb_c = torch.roll(color, -step, dim + 1)
+        idx = torch.arange(disp.shape[dim], device=disp.device)
+        inside = (idx + step >= 0) & (idx + step < disp.shape[dim])
+        inside = inside.view(1, -1, 1) if dim == 1 else inside.view(1, 1, -1)
+        behind = (inside & nb_k & known & (disp - nb_d > edge)).to(color.dtype)
+        total += nb_c * behind[:, None]
+        count += behind
+    alpha = (weight / COVERAGE_FULL).clamp(0.0, 1.0)
+    back = total / count.clamp_min(1.0)[:, None]
+    blended = color * alpha[:, None] + back * (1.0 - alpha[:, None])
+    return torch.where((count > 0)[:, None], blended, color)
+
+
+def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], edge: float,
+           fill=fill_from_background) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise accumulated color, anti-alias silhouettes and fill holes; shared by every
+    implementation.
 
     acc: (H*W, 4) float32 sums of weight * (r, g, b, 1); buf: (H*W,) int64 z-buffer keys;
-    fill: the hole filler (``fill.fill_from_background`` or its Triton twin).
-    Returns (H, W, 3) float32 color in [0, 1] and (H, W) bool coverage.
+    edge: the LDI's edge_disparity; fill: the hole filler (``fill.fill_from_background``
+    or its Triton twin). Returns (H, W, 3) float32 color in [0, 1] and (H, W) bool coverage.
     """
-    w, h = size
-    covered = acc[:, 3] > 0
-    color = (acc[:, :3] / acc[:, 3:].clamp_min(1e-12)).T.reshape(3, h, w)
-    if not bool(covered.all()):
-        z_pix = (buf >> 32).to(torch.int32).view(torch.float32)  # empty pixels: NaN, never read
-        color = fill(color, covered.reshape(h, w), z_pix.reshape(h, w))
-    return color.permute(1, 2, 0).clamp(0.0, 1.0), covered.reshape(h, w)
+    color, covered = finish_frames(acc[None], buf[None], size, edge,
+                                   fill=lambda v, c, d: fill(v[0], c[0], d[0])[None])
+    return color[0], covered[0]
 
 
-def finish_frames(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int],
+def finish_frames(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], edge: float,
                   fill=fill_frames) -> tuple[torch.Tensor, torch.Tensor]:
     """``finish`` of F frames at once: acc (F, H*W, 4), buf (F, H*W) int64; fill takes
     (F, C, H, W) values and (F, H, W) coverage and depth (``fill.fill_frames`` or its
     Triton twin). Returns (F, H, W, 3) float32 in [0, 1] and (F, H, W) bool coverage.
 
-    Unlike ``finish`` it never asks the device whether a frame has holes: the fill runs on
-    every frame (it keeps covered pixels as they are), so a batch costs no host sync here.
+    It never asks the device whether a frame has holes: the fill runs on every frame (it
+    keeps covered pixels as they are), so a batch costs no host sync here.
     """
     w, h = size
     n = acc.shape[0]
-    covered = acc[..., 3] > 0
+    weight = acc[..., 3].reshape(n, h, w)
+    covered = weight > 0
     color = (acc[..., :3] / acc[..., 3:].clamp_min(1e-12)).transpose(1, 2).reshape(n, 3, h, w)
-    z_pix = (buf >> 32).to(torch.int32).view(torch.float32)
-    color = fill(color, covered.reshape(n, h, w), z_pix.reshape(n, h, w))
-    return color.permute(0, 2, 3, 1).clamp(0.0, 1.0), covered.reshape(n, h, w)
+    z_pix = (buf >> 32).to(torch.int32).view(torch.float32).reshape(n, h, w)
+    disp = torch.where(covered, 1.0 / z_pix, 0.0)
+    color = antialias_silhouettes(color, weight, disp, edge)
+    color = fill(color, covered, z_pix)
+    return color.permute(0, 2, 3, 1).clamp(0.0, 1.0), covered
 
 
 def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,7 +290,7 @@ def render_frame(grid: SurfaceGrid, c2w: torch.Tensor, K: torch.Tensor, size: tu
     pix, tex, weight = pix[keep], tex[keep], weight[keep]
     acc = torch.zeros(w * h, 4, device=z.device)
     acc.index_add_(0, pix, torch.cat([grid.colors[tex], torch.ones_like(weight)[:, None]], 1) * weight[:, None])
-    return finish(acc, buf, size)
+    return finish(acc, buf, size, grid.edge_disparity)
 
 
 def render_frames(grid: SurfaceGrid, c2ws: torch.Tensor, Ks: torch.Tensor,

@@ -16,6 +16,7 @@ import torch
 from ..config import check_frames_per_launch
 from ..device import resolve_device
 from ..errors import Photo3DError
+from ..inpaint import resolve_inpaint
 from ..ops.backends import select
 from ..scene.camera import scale_intrinsics, validate_depth, zoom_intrinsics
 from ..scene.ldi import LDI, build_ldi, ldi_params_for_motion
@@ -106,6 +107,8 @@ def render_views(
     size: tuple[int, int] | None = None,
     layers: int = 2,
     kernels: str = "auto",
+    clean_depth: bool = True,
+    inpaint: str = "classic",
 ) -> np.ndarray:
     """Render novel views of a photo whose depth and camera you know.
 
@@ -114,7 +117,8 @@ def render_views(
     output view, world = the photo's camera (OpenCV: x right, y down, z forward);
     size: (W, H) of the output, default the image's with K kept (otherwise the image is
     scaled to cover the new size and center-cropped); layers: LDI layers; kernels: see
-    Renderer. Returns (N, H_out, W_out, 3) uint8.
+    Renderer; clean_depth, inpaint: see ``scene.ldi.build_ldi`` ("auto" resolves as
+    ``--inpaint auto`` does). Returns (N, H_out, W_out, 3) uint8.
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -133,7 +137,8 @@ def render_views(
     device = resolve_device("auto")
     max_t = float(np.linalg.norm(poses[:, :3, 3], axis=1).max()) if len(poses) else 0.0
     band, edge = ldi_params_for_motion(K, depth, max_t, (w, h))
-    ldi = build_ldi(image, depth, K, layers=layers, band=band, edge_disparity=edge, device=device, kernels=kernels)
+    ldi = build_ldi(image, depth, K, layers=layers, band=band, edge_disparity=edge, device=device, kernels=kernels,
+                    clean_depth=clean_depth, inpaint=resolve_inpaint(inpaint))
     renderer = Renderer(ldi, kernels)
     out = np.empty((len(poses), out_size[1], out_size[0], 3), np.uint8)
     for i, frame in enumerate(renderer.render_path(CameraPath(poses, np.ones(len(poses))), K_out, out_size)):

@@ -7,12 +7,16 @@ and q, and a plane, however slanted, is linear in disparity. Two neighbours are 
 different surfaces when their disparities differ by more than ``edge_disparity``, chosen
 from the path's motion so that a gap of about one pixel could open between them.
 
-Construction, for each back layer k = 1 .. L-1, from the surface S seen so far (the
-photo for k = 1):
+Construction. First the depth map is conditioned for the edge threshold
+(``depth/condition.py``: smoothed within surfaces, its edges snapped onto the photo's), so
+that its noise does not cut surfaces. Then for each back layer k = 1 .. L-1, from the
+surface S seen so far (the photo for k = 1):
 
 1-2. Discontinuities and growth: the op ``grow`` (``ops/grow.py``, its Triton twin
-   ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground and
-   fills it from the background side.
+   ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground:
+   where the layer is and how deep.
+   Colour: the band is inpainted from the background around it, never from the
+   foreground in front of it (``inpaint.fill_behind``: Telea's fill, or a learned model).
 3. Nesting: layer k may only grow inside layer k-1's band (a pixel needs a (k-1)-th layer
    before it can have a k-th), so extra layers peel nested occlusions (a pole in front of
    a box in front of a wall) instead of extending the same band.
@@ -29,11 +33,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..depth.backends import EngineOptions
+from ..depth.condition import condition_disparity
+from ..inpaint import fill_behind
 from ..ops.backends import select
 
 #: The widest gap (pixels) that may open between neighbours the renderer treats as one
-#: surface; their footprints stretch over it. Wider gaps are edges, filled by back layers.
-EDGE_GAP_PX = 1.0
+#: surface; their footprints stretch over it (up to render's MAX_HALF_EXTENT). Wider gaps
+#: are edges, filled by back layers. A 3 px stretch reads as the soft edge a lens gives;
+#: cutting at 1 px turned every small step of an estimated depth map into a tear.
+EDGE_GAP_PX = 3.0
 #: Without a known motion, edges are disparity jumps above this share of the disparity range.
 DEFAULT_EDGE_SHARE = 0.03
 
@@ -106,6 +115,9 @@ def build_ldi(
     edge_disparity: float | None = None,
     device: torch.device | str | None = None,
     kernels: str = "auto",
+    clean_depth: bool = True,
+    inpaint: str = "classic",
+    engine: EngineOptions | None = None,
 ) -> LDI:
     """Build an LDI from a photo and its z-depth.
 
@@ -116,7 +128,10 @@ def build_ldi(
     disparity range; ``ldi_params_for_motion`` derives both from a path);
     device: where the LDI lives (default: where ``image`` is, else CPU);
     kernels: "auto" (Triton on a CUDA device when available), "torch", "triton"; "cuda"
-    acts as auto (the CUDA C++ extension has no LDI kernels).
+    acts as auto (the CUDA C++ extension has no LDI kernels);
+    clean_depth: condition the depth for the edge threshold first (module doc);
+    inpaint: how the back layers are coloured: "classic" or a learned model name (resolve
+    "auto" first with ``inpaint.resolve_inpaint``); engine: how a learned model runs.
     """
     if isinstance(image, np.ndarray) and not image.flags.writeable:
         image = image.copy()  # torch warns about (and may write through) read-only arrays
@@ -133,6 +148,8 @@ def build_ldi(
     if edge_disparity is None:
         span = float(1.0 / z.min() - 1.0 / z.max())
         edge_disparity = DEFAULT_EDGE_SHARE * span if span > 0 else float("inf")
+    if clean_depth:
+        z = 1.0 / condition_disparity(color, 1.0 / z, edge_disparity)
 
     colors = [color]
     depths = [z]
@@ -141,7 +158,8 @@ def build_ldi(
     allowed = None
     _, impl = select("grow", kernels, dev)
     for _ in range(1, layers):
-        c, d, m = impl.grow_back_layer(surf_c, surf_z, band, edge_disparity, allowed)
+        _, d, m = impl.grow_back_layer(surf_c, surf_z, band, edge_disparity, allowed)
+        c = fill_behind(surf_c, 1.0 / surf_z, m, edge_disparity, inpaint, engine) * m[..., None]
         colors.append(c)
         depths.append(d)
         valids.append(m)
