@@ -4,17 +4,21 @@ interactive frames per second.
     python bench/preview.py [--sizes 720p,1080p] [--kernels torch,triton,cuda] [--reps 10]
                             [--max-side 1024] [--seconds 8] [--no-browser] [--json out.json]
 
-Scene: the bundled photo (photo3d_fast/data/coffee.jpg), depth "auto", LDI of the preview
-at --max-side (what ``photo3d preview`` sends the page and renders server frames from).
+Scene: the bundled photo (photo3d_fast/data/coffee.jpg), depth "auto", inpaint "auto",
+clean depth on (the page's defaults), LDI of the preview at --max-side (what ``photo3d
+preview`` sends the page and renders server frames from).
 
 - server: ``Renderer.render`` of a swing pose at each output size, plus the JPEG encoding
   the WebSocket stream sends (quality 85), for each available kernel implementation;
   median and p90 over --reps after 2 warm-up frames (perf_counter; CUDA synchronised).
 - page: the preview page in headless Chromium (``?measure=1``: each frame ends with a
-  1-pixel readPixels, so "draw" includes the GPU's work). Without a GPU, WebGL2 is
-  SwiftShader (software), which says nothing about a real browser on a real GPU.
-  Reports the median/p90 interval between displayed frames and the draw time over
-  --seconds of the looping swing path, at the canvas size the page chose.
+  1-pixel readPixels, so "draw" includes the GPU's work). The page splats every valid
+  texel of the LDI as the renderer does (two passes over the texels, a resolve and a hole
+  fill per pixel); ``--splat quads`` measures its fallback for GPUs without large point
+  sprites. Without a GPU, WebGL2 is SwiftShader (software), which says nothing about a
+  real browser on a real GPU. Reports the median/p90 interval between displayed frames
+  and the draw time over --seconds of the looping swing path, at the canvas size the
+  page chose, the texels drawn and the bytes of the LDI's layers the page loaded.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def bench_server(previewer: Previewer, sizes: list[str], kernels: list[str], rep
     return rows
 
 
-async def bench_page(previewer: Previewer, seconds: float) -> dict:
+async def bench_page(previewer: Previewer, seconds: float, splat: str = "points") -> dict:
     from aiohttp.test_utils import TestServer
 
     from photo3d_fast.preview.chromium import Chromium, find_chromium
@@ -101,7 +105,7 @@ async def bench_page(previewer: Previewer, seconds: float) -> dict:
         return {"error": "Chromium not installed"}
     app = make_app(previewer, close_on_cleanup=False)
     async with TestServer(app, host="127.0.0.1") as server:
-        async with Chromium(f"http://127.0.0.1:{server.port}/?measure=1", size=(1600, 900)) as page:
+        async with Chromium(f"http://127.0.0.1:{server.port}/?measure=1&splat={splat}", size=(1600, 900)) as page:
             await page.wait_for("window.preview && window.preview.ready && window.preview.frames > 3", timeout=180)
             version = await page.evaluate("navigator.userAgent")
             renderer = await page.evaluate(
@@ -113,6 +117,9 @@ async def bench_page(previewer: Previewer, seconds: float) -> dict:
             stats = await page.evaluate("window.preview.stats()")
             stats["canvas"] = await page.evaluate("window.preview.canvasSize")
             stats["ldi"] = [previewer.scene("coffee.jpg").ldi.size[0], previewer.scene("coffee.jpg").ldi.size[1]]
+            stats["texels"] = await page.evaluate("window.preview.texels")
+            stats["load_bytes"] = await page.evaluate("window.preview.loadBytes")
+            stats["splat"] = splat
             stats["browser"] = version.split(")")[-1].strip()
             stats["gl_renderer"] = renderer
             return stats
@@ -126,6 +133,8 @@ def main() -> int:
     ap.add_argument("--max-side", type=int, default=1024)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--splat", choices=("points", "quads"), default="points",
+                    help="how the page draws texels: point sprites (default) or its instanced-quad fallback")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     import torch
@@ -136,7 +145,7 @@ def main() -> int:
         previewer.scene("coffee.jpg")
         ldi_s = time.perf_counter() - t0
         server = bench_server(previewer, args.sizes.split(","), args.kernels.split(","), args.reps)
-        page = None if args.no_browser else asyncio.run(bench_page(previewer, args.seconds))
+        page = None if args.no_browser else asyncio.run(bench_page(previewer, args.seconds, args.splat))
     finally:
         previewer.close()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -155,9 +164,11 @@ def main() -> int:
         if "error" in page:
             print(f"\npage: {page['error']}")
         else:
-            print(f"\n| page (WebGL2) | canvas | LDI | frame ms median (p90) | draw ms median (p90) | frames |\n| --- | --- | --- | --- | --- | --- |")
+            print("\n| page (WebGL2) | canvas | LDI (texels splatted) | layers loaded | frame ms median (p90) "
+                  "| draw ms median (p90) | frames |\n| --- | --- | --- | --- | --- | --- | --- |")
             print(f"| {page['browser']}, {page['gl_renderer']} | {page['canvas'][0]}x{page['canvas'][1]} | "
-                  f"{page['ldi'][0]}x{page['ldi'][1]}x2 | {page['frame_ms']:.1f} ({page['frame_p90_ms']:.1f}) | "
+                  f"{page['ldi'][0]}x{page['ldi'][1]}x2 ({page['texels']} as {page['splat']}) | "
+                  f"{page['load_bytes'] / 1e6:.2f} MB | {page['frame_ms']:.1f} ({page['frame_p90_ms']:.1f}) | "
                   f"{page['draw_ms']:.1f} ({page['draw_p90_ms']:.1f}) | {page['frames']} |")
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "server": server, "page": page}, indent=2))

@@ -1,9 +1,11 @@
 """``photo3d preview``: pick the motion of a clip in a browser, export it with the renderer.
 
 The server (``server.py``, aiohttp, the ``[preview]`` extra) maps requests onto a
-``previewer.Previewer``, which computes depth and the LDI of a photo once; the page
-(``static/``: no build step, nothing loaded from elsewhere) renders that LDI in WebGL2 at
-display rate. Camera poses of a path come from the server (``pipeline.plan_clip``, as
+``previewer.Previewer``, which computes depth and the LDI of a photo once, as an export
+builds it (the page's fov, depth, inpaint and clean_depth); the page (``static/``: no
+build step, nothing loaded from elsewhere) renders that LDI in WebGL2 at display rate
+with the renderer's own splatting, resolve, silhouette blending and hole fill (op
+``splat``), so it shows the export's frames. Camera poses of a path come from the server (``pipeline.plan_clip``, as
 ``render_into`` uses it), so the page shows the motion the export renders. Export runs
 ``clip.write_clip`` in a background job (``jobs.py``). Options are checked by
 ``options.py``; photos and the ``--folder`` settings manifest are ``photos.py``'s.

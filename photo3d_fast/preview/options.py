@@ -1,25 +1,51 @@
 """The clip options the preview's page may set, read and checked through ``config`` as
-the CLI's and batch manifests' are, and narrowed: only presets and depth methods, never
-file names, so that no request can make the server read a file.
+the CLI's and batch manifests' are, and narrowed: only presets, depth methods and
+inpainting methods, never file names, so that no request can make the server read a file.
 
 Options travel by their flat names (path, amount, duration, fps, fov, size "WxH",
-overscan, depth), the same a batch manifest row takes.
+overscan, depth, inpaint, clean_depth), the same a batch manifest row takes. Four of them
+(``SCENE_OPTION_NAMES``) change the layered depth image itself; the rest only move the
+camera or shape the output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import ClipOptions, PathConfig, convert_option, convert_options
+from ..config import ClipOptions, EngineConfig, PathConfig, RenderConfig, convert_options
 from ..depth import DEPTH_METHODS
 from ..errors import Photo3DError
 from ..scene.paths import ALIASES, PRESETS
 
 #: The options the page may set.
-OPTION_NAMES = ("path", "amount", "duration", "fps", "fov", "size", "overscan", "depth")
+OPTION_NAMES = ("path", "amount", "duration", "fps", "fov", "size", "overscan", "depth", "inpaint", "clean_depth")
+#: The options that change a photo's LDI (what the page draws and the server renders).
+SCENE_OPTION_NAMES = ("fov", "depth", "inpaint", "clean_depth")
 #: Longest export the page may ask for (frames); the CLI has no such limit.
 MAX_EXPORT_FRAMES = 3600
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """The options a photo's preview LDI is built for, checked; defaults are config's.
+
+    fov: degrees or None (EXIF, else the default); depth: a depth method; inpaint: as
+    ``--inpaint`` takes it ("auto" is resolved where the LDI is built, as export does);
+    clean_depth: as ``--no-clean-depth`` clears it."""
+
+    fov: float | None = None
+    depth: str = "auto"
+    inpaint: str = EngineConfig.inpaint
+    clean_depth: bool = RenderConfig.clean_depth
+
+    def query(self) -> dict[str, str]:
+        """The options as query parameters, by flat name (fov left out when unset)."""
+        q = {"depth": self.depth, "inpaint": self.inpaint, "clean_depth": str(self.clean_depth).lower()}
+        if self.fov is not None:
+            q["fov"] = f"{self.fov:g}"
+        return q
 
 
 def depth_method(value: Any) -> str:
@@ -30,9 +56,13 @@ def depth_method(value: Any) -> str:
     return depth
 
 
-def scene_options(query: Mapping[str, Any]) -> tuple[float | None, str]:
-    """(fov, depth method) of a request: what a photo's preview LDI is built for."""
-    return convert_option("fov", query.get("fov")), depth_method(query.get("depth"))
+def scene_options(query: Mapping[str, Any]) -> SceneOptions:
+    """The LDI options of a request (query string or JSON object), checked by ``config``
+    as the CLI checks them; unset ones take their defaults."""
+    typed = convert_options({name: query.get(name) for name in SCENE_OPTION_NAMES})
+    depth = depth_method(typed.pop("depth", None))
+    opts = ClipOptions.from_flat(typed)  # fov's range, inpaint's choices
+    return SceneOptions(opts.scene.fov, depth, opts.engine.inpaint, opts.render.clean_depth)
 
 
 def clean_options(options: Any) -> dict:

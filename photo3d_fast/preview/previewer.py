@@ -1,6 +1,12 @@
 """The state of one preview server: its photos, their depth and preview LDIs (computed
 once and cached), the poses and frames the page asks for, export jobs and settings.
 
+A preview LDI is built as ``pipeline.render_into`` builds an export's (layers 2, the
+clip's ``clean_depth``, ``--inpaint`` resolved with the clip's engine options, the
+renderer's kernels), at preview resolution and for the motion of ``LDI_AMOUNT``; the
+page draws it in WebGL2 and the server's ``Renderer`` renders its frames, so both show
+what export renders.
+
 Nothing here knows HTTP: ``server`` maps requests onto these methods.
 """
 
@@ -18,30 +24,47 @@ import torch
 from PIL import Image
 
 from ..clip import write_clip
-from ..config import ClipOptions, DepthConfig, SceneConfig
+from ..config import ClipOptions, DepthConfig, EngineConfig, RenderConfig, SceneConfig
 from ..device import resolve_device
 from ..errors import Photo3DError
+from ..inpaint import resolve_inpaint
 from ..io import Photo, load_image, resize_map
-from ..pipeline import PreparedPhoto, plan_clip, scene_depth
+from ..ops import fill as fill_op
+from ..ops import splat as splat_op
+from ..pipeline import PreparedPhoto, engine_options, plan_clip, scene_depth
 from ..render import Renderer
 from ..scene.camera import scale_intrinsics, scene_intrinsics
 from ..scene.ldi import LDI, build_ldi, ldi_params_for_motion
 from ..scene.paths import BASE_RADIUS, default_focus, preset_path
 from .jobs import Job, JobQueue
-from .options import clean_options, scene_options
+from .options import SceneOptions, clean_options, scene_options
 from .photos import IMAGE_SUFFIXES, MANIFEST_NAME, SettingsManifest, list_photos, safe_relative
 
 #: The LDI sent to the page is built for a motion of this ``amount`` (circle preset), the
 #: top of the page's slider range that most clips use; larger amounts still render, with
 #: the edge threshold of this one.
 LDI_AMOUNT = 2.0
+#: Layers of the preview LDI: the export's default (``RenderConfig.layers``).
+LDI_LAYERS = RenderConfig.layers
 #: Largest server-side interactive frame (pixels per side).
 MAX_STREAM_SIDE = 2048
 
 
+#: The renderer's constants the page's WebGL2 splatting uses (``ops/splat.py``,
+#: ``ops/fill.py``), sent with the scene so that they are defined once.
+RENDER_CONSTANTS = {
+    "footprint_margin": splat_op.FOOTPRINT_MARGIN,
+    "max_half_extent": splat_op.MAX_HALF_EXTENT,
+    "resolve_share": splat_op.RESOLVE_SHARE,
+    "coverage_full": splat_op.COVERAGE_FULL,
+    "z_near": splat_op.Z_NEAR,
+    "far_power": fill_op.FAR_POWER,
+}
+
+
 @dataclass
 class Scene:
-    """The preview data of one (photo, fov, depth): prepared photo, preview LDI, renderer."""
+    """The preview data of one (photo, scene options): prepared photo, preview LDI, renderer."""
 
     prepared: PreparedPhoto
     ldi: LDI  # at preview resolution
@@ -49,6 +72,8 @@ class Scene:
     near: float  # the depth paths scale with (1st percentile), as render_into computes it
     focus: float
     disparity_range: tuple[float, float]
+    inpaint: str  # the method that coloured the back layer ("auto" resolved)
+    clean_depth: bool
 
 
 class Previewer:
@@ -130,10 +155,22 @@ class Previewer:
         K, fov_note = scene_intrinsics(w, h, scene, photo.exif_fov)
         return PreparedPhoto(Path(image).name, photo.rgb, K, z, f"depth: {depth_note}; fov: {fov_note}")
 
-    def scene(self, image: str, fov: float | None = None, depth: str = "auto") -> Scene:
-        """The preview LDI of a photo (built once per photo, fov and depth method)."""
+    def scene_clip_options(self, opts: SceneOptions) -> ClipOptions:
+        """The ClipOptions an export of these scene options runs with (this server's
+        kernels and device, defaults elsewhere): what the preview LDI is built from."""
+        return ClipOptions.from_flat({"fov": opts.fov, "depth": opts.depth, "inpaint": opts.inpaint,
+                                      "clean_depth": opts.clean_depth, "kernels": self.kernels,
+                                      "device": str(self.device)})
 
-        key = (image, fov, depth)
+    def scene(self, image: str, fov: float | None = None, depth: str = "auto", inpaint: str = EngineConfig.inpaint,
+              clean_depth: bool = RenderConfig.clean_depth) -> Scene:
+        """The preview LDI of a photo, built once per (photo, fov, depth method, resolved
+        inpainting method, clean_depth) as an export builds its LDI (module doc)."""
+
+        opts = self.scene_clip_options(SceneOptions(fov, depth, inpaint, clean_depth))
+        engine = engine_options(opts.engine, opts.render)
+        method = resolve_inpaint(opts.engine.inpaint, engine, quiet=True)  # layers=2: render_into's rule
+        key = (image, fov, depth, method, opts.render.clean_depth)
         with self._lock:
             if key in self._scenes:
                 return self._scenes[key]
@@ -151,17 +188,23 @@ class Previewer:
         focus = default_focus(prepared.depth)
         motion = preset_path("circle", 64, LDI_AMOUNT, near, focus).max_translation()
         band, edge = ldi_params_for_motion(K, z, motion, size)
-        ldi = build_ldi(rgb, z, K, layers=2, band=band, edge_disparity=edge, device=self.device)
+        ldi = build_ldi(rgb, z, K, layers=LDI_LAYERS, band=band, edge_disparity=edge, device=self.device,
+                        kernels=opts.render.kernels, clean_depth=opts.render.clean_depth, inpaint=method,
+                        engine=engine)
         disp = 1.0 / ldi.depth[ldi.valid]
         scene = Scene(prepared, ldi, Renderer(ldi, self.kernels), near, focus,
-                      (float(disp.min()), float(disp.max())))
+                      (float(disp.min()), float(disp.max())), method, opts.render.clean_depth)
         with self._lock:
             self._scenes[key] = scene
         return scene
 
-    def scene_json(self, image: str, fov: float | None, depth: str) -> dict:
+    def scene_of(self, image: str, opts: SceneOptions) -> Scene:
+        """``scene`` of checked scene options."""
+        return self.scene(image, opts.fov, opts.depth, opts.inpaint, opts.clean_depth)
 
-        sc = self.scene(image, fov, depth)
+    def scene_json(self, image: str, opts: SceneOptions) -> dict:
+
+        sc = self.scene_of(image, opts)
         w, h = sc.ldi.size
         ph, pw = sc.prepared.rgb.shape[:2]
         return {
@@ -180,14 +223,17 @@ class Previewer:
             "focus": sc.focus,
             "base_radius": BASE_RADIUS,
             "ldi_amount": LDI_AMOUNT,
-            "notes": sc.prepared.notes,
+            "inpaint": sc.inpaint,
+            "clean_depth": sc.clean_depth,
+            "notes": f"{sc.prepared.notes}; inpaint: {sc.inpaint}; clean depth: {'on' if sc.clean_depth else 'off'}",
             "depth_encoding": "uint16 v: 0 = not valid, else disparity = dmin + (v - 1) / 65534 * (dmax - dmin)",
+            "render": RENDER_CONSTANTS,
         }
 
-    def layer(self, image: str, fov: float | None, depth: str, k: int, kind: str) -> np.ndarray:
+    def layer(self, image: str, opts: SceneOptions, k: int, kind: str) -> np.ndarray:
         """Layer k as an array: color (H, W, 4) uint8 RGBA (alpha = valid), depth (H, W)
         uint16 encoded disparity, mask (H, W) uint8 (255 = valid)."""
-        sc = self.scene(image, fov, depth)
+        sc = self.scene_of(image, opts)
         if not (0 <= k < sc.ldi.layers):
             raise Photo3DError(f"layer {k} does not exist; the LDI has layers 0..{sc.ldi.layers - 1}")
         valid = sc.ldi.valid[k].cpu().numpy()
@@ -225,7 +271,7 @@ class Previewer:
     def frame_jpeg(self, request: dict, quality: int = 85) -> bytes:
         """One frame of the preview LDI for a camera the page chose, as JPEG bytes."""
         image = str(request.get("image", ""))
-        fov, depth = scene_options(request)
+        opts = scene_options(request)
         try:
             c2w = np.asarray(request["c2w"], np.float64).reshape(4, 4)
             K = np.asarray(request["K"], np.float64).reshape(3, 3)
@@ -236,7 +282,7 @@ class Previewer:
             raise Photo3DError("c2w and K must be finite")
         if not (16 <= size[0] <= MAX_STREAM_SIDE and 16 <= size[1] <= MAX_STREAM_SIDE):
             raise Photo3DError(f"frame size {size[0]}x{size[1]} must be 16..{MAX_STREAM_SIDE} per side")
-        sc = self.scene(image, fov, depth)
+        sc = self.scene_of(image, opts)
         frame = sc.renderer.render(c2w, K, size).cpu().numpy()
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format="JPEG", quality=quality)

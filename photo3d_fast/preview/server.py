@@ -5,25 +5,29 @@ Endpoints (``image`` is always a photo's id: its path relative to the folder, or
 single photo's file name; nothing else can be named):
 
 - ``GET /`` and ``/static/<file>``: the page (package data, a fixed list of files).
-- ``GET /api/info``: mode, photos, presets, depth models, kernels, limits.
-- ``GET /api/scene?image&fov&depth``: JSON of the preview LDI: grid size, K of the grid,
-  edge threshold (disparity), disparity range of the depth encoding, near/focus of paths.
-- ``GET /api/layer?image&fov&depth&k&kind=color|depth|mask&format=png|raw``: layer k of
-  the LDI. color: 8-bit RGBA PNG, alpha = valid; depth: 16-bit disparity, 0 = not valid,
-  else ``d = dmin + (v - 1) / 65534 * (dmax - dmin)`` (1/scene units), as a 16-bit PNG
-  or raw little-endian uint16 (browsers decode PNGs to 8 bits); mask: 8-bit PNG.
+- ``GET /api/info``: mode, photos, presets, depth models, inpainting methods, kernels,
+  limits.
+- ``GET /api/scene?image&<scene options>``: JSON of the preview LDI: grid size, K of the
+  grid, edge threshold (disparity), disparity range of the depth encoding, near/focus of
+  paths, the inpainting method that ran, the renderer's constants. Scene options (the
+  ones that change the LDI): fov, depth, inpaint, clean_depth.
+- ``GET /api/layer?image&<scene options>&k&kind=color|depth|mask&format=png|packed|raw``:
+  layer k of the LDI. color: 8-bit RGBA PNG, alpha = valid; depth: 16-bit disparity, 0 =
+  not valid, else ``d = dmin + (v - 1) / 65534 * (dmax - dmin)`` (1/scene units), as a
+  16-bit PNG, as an 8-bit RGB PNG with ``v = 256 R + G`` (``packed``: browsers decode
+  PNGs to 8 bits per channel, exactly) or raw little-endian uint16; mask: 8-bit PNG.
 - ``GET /api/poses?image&<options>``: the clip's camera-to-world poses, per-frame zoom
   (overscan included) and output K, computed as ``pipeline.render_into`` computes them.
 - ``GET /api/stream`` (WebSocket): send ``{"c2w": [16], "K": [9], "width", "height",
-  "image", "fov", "depth"}``, receive one JPEG rendered by ``Renderer``; the page sends
+  "image", <scene options>}``, receive one JPEG rendered by ``Renderer``; the page sends
   the next pose when a frame arrives, so frames flow at the rate the link allows.
 - ``POST /api/export {"image", "options"}`` -> job; ``GET /api/jobs/<id>``;
   ``GET /api/jobs/<id>/clip``: the mp4.
 - ``GET|POST /api/settings`` (``--folder``): per-photo options in the JSONL manifest,
   one row per photo: ``{"image": "rel/path.jpg", "path": "circle", "amount": 1.5, ...}``.
 
-Options travel by their flat names (``options``); only presets and depth methods are
-accepted, never file names. The state behind these endpoints is ``previewer.Previewer``.
+Options travel by their flat names (``options``); only presets, depth methods and
+inpainting methods are accepted, never file names. The state behind these endpoints is ``previewer.Previewer``.
 """
 
 from __future__ import annotations
@@ -33,15 +37,17 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
-from ..config import BACKENDS
+from ..config import BACKENDS, INPAINT_CHOICES, ClipOptions
 from ..depth import local_depth_methods
 from ..errors import Photo3DError, notice, warn
+from ..inpaint.learned import INPAINT_MODELS, learned_inpaint_ready
 from ..ops.backends import status
 from ..pipeline import SAMPLE_IMAGE
 from ..scene.paths import PRESETS
-from .options import MAX_EXPORT_FRAMES, OPTION_NAMES, clean_options, scene_options
+from .options import MAX_EXPORT_FRAMES, OPTION_NAMES, SCENE_OPTION_NAMES, clean_options, scene_options
 from .previewer import Previewer
 
 try:  # the optional dependency, named in the error
@@ -127,35 +133,42 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
             "presets": list(PRESETS),
             # Models whose weights are here: choosing one must not start a download.
             "depth_models": ["auto", *local_depth_methods()],
+            # The same for inpainting: auto, classic and the learned models that are here.
+            "inpaint_methods": [m for m in INPAINT_CHOICES
+                                if m not in INPAINT_MODELS or learned_inpaint_ready(m)],
             "kernels": kernels,
             "device": str(previewer.device),
             "max_export_frames": MAX_EXPORT_FRAMES,
             "manifest": str(previewer.manifest) if previewer.manifest else None,
             "option_names": list(OPTION_NAMES),
+            "scene_option_names": list(SCENE_OPTION_NAMES),
+            "defaults": {name: ClipOptions().get(name) for name in OPTION_NAMES},
         })
 
     async def scene(request):
         q = request.query
-        fov, depth = scene_options(q)
+        opts = scene_options(q)
         image = q.get("image", "")
         previewer.photo_path(image)
-        return web.json_response(await run(previewer.scene_json, image, fov, depth))
+        return web.json_response(await run(previewer.scene_json, image, opts))
 
     async def layer(request):
         q = request.query
-        fov, depth = scene_options(q)
+        opts = scene_options(q)
         image = q.get("image", "")
         previewer.photo_path(image)
         kind, fmt = q.get("kind", "color"), q.get("format", "png")
         k = _layer_index(q.get("k"))
-        if fmt not in ("png", "raw"):
-            raise Photo3DError(f"format {fmt!r} must be png or raw")
-        array = await run(previewer.layer, image, fov, depth, k, kind)
+        if fmt not in ("png", "packed", "raw"):
+            raise Photo3DError(f"format {fmt!r} must be png, packed or raw")
+        if fmt != "png" and kind != "depth":
+            raise Photo3DError(f"format={fmt} is for kind=depth")
+        array = await run(previewer.layer, image, opts, k, kind)
         if fmt == "raw":
-            if kind != "depth":
-                raise Photo3DError("format=raw is for kind=depth (little-endian uint16)")
             return web.Response(body=array.astype("<u2").tobytes(), content_type="application/octet-stream",
                                 headers={"X-Width": str(array.shape[1]), "X-Height": str(array.shape[0])})
+        if fmt == "packed":
+            array = np.dstack([array >> 8, array & 255, np.zeros_like(array)]).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(array).save(buf, format="PNG", compress_level=1)
         return web.Response(body=buf.getvalue(), content_type="image/png")
