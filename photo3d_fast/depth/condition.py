@@ -15,15 +15,16 @@ visible artifacts once the camera moves:
 The conditioning, in disparity (what parallax is linear in), for a cut threshold ``edge``
 (the disparity jump the LDI treats as a discontinuity):
 
-1. Smooth within surfaces: the guided filter of the disparity with itself as the guide
-   (edge-preserving: windows whose spread is well below ``edge`` are averaged, steps well
-   above it are kept), ``SMOOTH_PASSES`` times.
-2. Snap edges onto the photo: where a window holds both sides of a jump, each pixel takes
+1. Snap edges onto the photo: where a window holds both sides of a jump, each pixel takes
    the colour-weighted median of its window's disparities (a joint weighted median; the
    weights are the colour similarity to the pixel), ``SNAP_PASSES`` times: a ramp
    collapses into one step, placed where the colour changes, and a pixel takes the depth
    of the surface it looks like. The weighted median can only return values present in
    the window, so no new intermediate depths appear.
+2. Smooth within surfaces: the guided filter of the disparity with itself as the guide
+   (edge-preserving: windows whose variance is well below ``edge``^2 are averaged, windows
+   holding a jump of more than ``edge`` are kept as they are), ``SMOOTH_PASSES`` times;
+   then one more snap for the pixels it moved.
 
 All whole-tensor torch ops, on the device of the input; the weighted median runs only on
 the pixels next to a jump.
@@ -31,13 +32,18 @@ the pixels next to a jump.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 #: Passes of the self-guided smoothing.
 SMOOTH_PASSES = 2
-#: Passes of the joint weighted median at jumps.
-SNAP_PASSES = 3
+#: Passes of the joint weighted median at jumps before the smoothing (one more after it).
+SNAP_PASSES = 2
+#: Window half-size of the weighted median: ramps up to about twice as wide collapse.
+SNAP_RADIUS = 3
+#: An edge shorter than this share of the image diagonal (pixels, at least 8) is noise.
+MIN_EDGE_SHARE = 0.03
 #: Colour distance (sRGB / 255, Euclidean over RGB) at which a neighbour's vote falls to 1/e.
 COLOR_SIGMA = 0.08
 
@@ -48,11 +54,33 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (0, 0, r, r), mode="replicate"), (2 * r + 1, 1), stride=1)
 
 
-def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, subsample: int = 1) -> torch.Tensor:
+def long_edges(disp: torch.Tensor, edge: float, min_length: int) -> torch.Tensor:
+    """(H, W) bool: pixels on either side of a disparity jump of more than ``edge`` that
+    belong to a connected (8-neighbour) run of such pixels at least ``min_length`` long
+    (the longer side of its bounding box). Silhouettes and poles are long runs; the
+    fragments an estimator's texture noise makes are short."""
+    import cv2
+
+    jump = torch.zeros_like(disp, dtype=torch.bool)
+    for dim in (0, 1):
+        n = disp.shape[dim] - 1
+        step = (disp.narrow(dim, 0, n) - disp.narrow(dim, 1, n)).abs() > edge
+        jump.narrow(dim, 0, n).logical_or_(step)
+        jump.narrow(dim, 1, n).logical_or_(step)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(jump.cpu().numpy().astype(np.uint8), connectivity=8)
+    extent = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    keep = extent >= min_length
+    keep[0] = False  # the background label
+    return torch.from_numpy(keep[labels]).to(disp.device)
+
+
+def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: torch.Tensor | None = None,
+                           subsample: int = 1) -> torch.Tensor:
     """One pass of the guided filter of ``disp`` guided by itself (module doc, step 1).
 
     disp: (H, W) float; radius: window half-size in pixels; eps: variance (disparity^2)
-    below which a window is averaged; subsample: solve at 1/subsample resolution and apply
+    below which a window is averaged; keep: (H, W) bool, pixels whose windows are left as
+    they are (``long_edges``); subsample: solve at 1/subsample resolution and apply
     the bilinearly upsampled coefficients at full resolution (He & Sun's fast guided
     filter: the output's steps stay where the full-resolution disparity has them).
     Float32 throughout: values are centred first and window means are pooled (not prefix
@@ -65,6 +93,14 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, subsampl
     mean = _box(lo, r)
     var = (_box(lo * lo, r) - mean * mean).clamp_min(0)
     a = var / (var + eps)
+    if keep is not None:
+        # A window that holds a long edge is left alone (a = 1, b = 0): the variance of a
+        # thin pole's window is mostly its background's, and the plain filter would melt
+        # the pole into it. Short fragments are noise and are smoothed away.
+        k = 2 * r + 1
+        held = keep[None, None].float()
+        held = F.max_pool2d(held, subsample, ceil_mode=True) if subsample > 1 else held
+        a = torch.where(F.max_pool2d(held, k, 1, r) > 0, 1.0, a)
     b = mean * (1 - a)
     a, b = _box(a, r), _box(b, r)
     if subsample > 1:
@@ -124,8 +160,14 @@ def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radi
     eps = (0.5 * edge) ** 2
     # Above ~1 MP the coefficients are solved at half resolution: 4x less work, same steps.
     subsample = 2 if d.numel() > 1_000_000 else 1
-    for _ in range(SMOOTH_PASSES):
-        out = smooth_within_surfaces(out, radius, eps, subsample)
+    # Snap first, while the ramps are as narrow as the depth map made them (smoothing would
+    # widen them), then smooth (steps well above the edge threshold survive it), then snap
+    # the few pixels the smoothing moved.
     for _ in range(SNAP_PASSES):
-        out = snap_to_color_edges(img, out, edge)
+        out = snap_to_color_edges(img, out, edge, SNAP_RADIUS)
+    h, w = d.shape
+    keep = long_edges(out, edge, max(8, round(MIN_EDGE_SHARE * (h * h + w * w) ** 0.5)))
+    for _ in range(SMOOTH_PASSES):
+        out = smooth_within_surfaces(out, radius, eps, keep, subsample)
+    out = snap_to_color_edges(img, out, edge, SNAP_RADIUS)
     return out.clamp(float(d.min()), float(d.max()))

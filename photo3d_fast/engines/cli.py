@@ -9,6 +9,7 @@ import time
 from ..config import parse_size
 from ..depth.backends import network_input_shape
 from ..errors import Photo3DError
+from ..inpaint.learned import engine_input_shape
 from . import PRECISIONS, RUNTIMES, load_engine
 from .cache import cache_dir, clear
 from .doctor import main
@@ -105,8 +106,9 @@ def _fetch(args: argparse.Namespace) -> None:
 def engine_shape(spec, size: tuple[int, int], tile: int = 256, batch: int = 1) -> tuple[int, int, int, int]:
     """The input shape of ``spec``'s engine for photos of ``size`` (W, H) or for tiles."""
     if spec.task == "depth":
-
         return network_input_shape(spec, size[1], size[0])
+    if spec.task == "inpaint":
+        return engine_input_shape(spec.name, size[1], size[0])
     if tile < 16 or batch < 1:
         raise Photo3DError("--tile must be >= 16 and --batch >= 1")
     return (batch, 3, tile, tile)

@@ -269,6 +269,10 @@ def _why(e: BaseException) -> str:
     return type(e).__name__ + (f": {first}" if first else "")
 
 
+#: What runs without weights, per task, for the messages.
+_NO_WEIGHTS = {"depth": "--depth cues needs no weights", "inpaint": "--inpaint classic needs no weights",
+               "upscale": "--upscale none needs no weights"}
+
 _FAILED: dict[str, str] = {}  # URL -> why its download failed in this process: not retried
 
 
@@ -278,7 +282,7 @@ def _unavailable(spec: ModelSpec, reason: str) -> WeightsUnavailable:
         f"the weights of {spec.name} are not in the cache and could not be downloaded from "
         f"{spec.source.home()} ({reason}). On a machine with internet run "
         f"`photo3d engines fetch {spec.name}`, or download the file yourself and pass "
-        f"--weights FILE{dest}; --depth cues needs no weights", reason)
+        f"--weights FILE{dest}; {_NO_WEIGHTS.get(spec.task, 'the method without weights needs none')}", reason)
 
 
 def _remote_file(spec: ModelSpec, fetch: bool, quiet: bool) -> Path:

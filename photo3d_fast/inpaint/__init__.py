@@ -7,6 +7,8 @@ marching, no weights) or ``learned.py`` (LaMa, MI-GAN through ``engines/``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -31,14 +33,16 @@ def background_sources(disp: np.ndarray, hole: np.ndarray, edge: float, reach: i
     disp: (H, W) float32 disparity of the surface the layer is grown behind; hole: (H, W) bool,
     the layer's band; edge: the LDI's edge threshold; reach: how far from the band the
     foreground is kept out, in pixels. A known pixel within ``reach`` of the band is left
-    out when it lies in front of the farthest pixel within ``reach`` of it by more than
+    out when it lies in front of the farthest pixel within ``2 * reach`` of it by more than
     ``edge`` (it is the foreground the band hides behind), and so is the ``MIXED_PX`` ring
     around the band.
     """
     import cv2
 
     # OpenCV's rectangular morphology costs O(1) per pixel whatever the radius.
-    back = cv2.erode(np.where(hole, np.float32(np.inf), disp).astype(np.float32), _square(reach),
+    # The band's own background lies within its width of it, so within 2 * reach of any
+    # pixel that is within reach of the band.
+    back = cv2.erode(np.where(hole, np.float32(np.inf), disp).astype(np.float32), _square(2 * reach),
                      borderType=cv2.BORDER_REPLICATE)
     front = disp > back + edge
     hole8 = hole.astype(np.uint8)
@@ -87,7 +91,8 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     if method == "classic":
         filled = classic.telea(img8, ~sources)
     elif method in INPAINT_MODELS:
-        filled = inpaint_learned(img8, ~sources, method, engine or EngineOptions())
+        # --weights names the depth model's file; an inpainting model comes from the cache
+        filled = inpaint_learned(img8, ~sources, method, replace(engine or EngineOptions(), weights=None))
     else:
         raise ValueError(f"unknown inpainting method {method!r}; resolve 'auto' with resolve_inpaint first")
     band = hole[crop]

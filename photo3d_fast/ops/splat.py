@@ -257,10 +257,11 @@ def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], edge: fl
 
 
 def finish_frames(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], edge: float,
-                  fill=fill_frames) -> tuple[torch.Tensor, torch.Tensor]:
+                  fill=fill_frames, antialias=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``finish`` of F frames at once: acc (F, H*W, 4), buf (F, H*W) int64; fill takes
     (F, C, H, W) values and (F, H, W) coverage and depth (``fill.fill_frames`` or its
-    Triton twin). Returns (F, H, W, 3) float32 in [0, 1] and (F, H, W) bool coverage.
+    Triton twin); antialias: ``antialias_silhouettes`` (None) or its Triton twin.
+    Returns (F, H, W, 3) float32 in [0, 1] and (F, H, W) bool coverage.
 
     It never asks the device whether a frame has holes: the fill runs on every frame (it
     keeps covered pixels as they are), so a batch costs no host sync here.
@@ -272,7 +273,7 @@ def finish_frames(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], e
     color = (acc[..., :3] / acc[..., 3:].clamp_min(1e-12)).transpose(1, 2).reshape(n, 3, h, w)
     z_pix = (buf >> 32).to(torch.int32).view(torch.float32).reshape(n, h, w)
     disp = torch.where(covered, 1.0 / z_pix, 0.0)
-    color = antialias_silhouettes(color, weight, disp, edge)
+    color = (antialias or antialias_silhouettes)(color, weight, disp, edge)
     color = fill(color, covered, z_pix)
     return color.permute(0, 2, 3, 1).clamp(0.0, 1.0), covered
 
