@@ -121,19 +121,21 @@ def _square_scene(h: int = 48, w: int = 64):
 def test_background_sources_leave_out_the_foreground_and_its_mixed_rim():
     color, disp, square = _square_scene()
     band = _band(square)
-    sources = torch.from_numpy(background_sources(disp.numpy(), band.numpy(), 0.1, reach=12))
+    sources, rim = (torch.from_numpy(x) for x in background_sources(disp.numpy(), band.numpy(), 0.1, reach=12))
     assert not bool((sources & square).any())
-    rim = torch.zeros_like(square)
-    rim[11:37, 19:45] = True
-    assert not bool((sources & rim & ~square).any())  # the 1 px ring outside the square
+    ring = torch.zeros_like(square)
+    ring[11:37, 19:45] = True
+    assert not bool((sources & ring & ~square).any())  # the 1 px ring outside the square
     assert bool(sources[0, 0]) and bool(sources[-1, -1])
+    assert not bool((rim & square).any()) and bool(rim.any()) and not bool((rim & ~ring).any())
 
 
 def test_fill_behind_continues_the_background_never_the_foreground():
     color, disp, square = _square_scene()
     band = _band(square)
-    out = fill_behind(color, disp, band, 0.1)
-    assert torch.equal(out[~band], color[~band])
+    out, rim = fill_behind(color, disp, band, 0.1)
+    assert torch.equal(out[~band & ~rim], color[~band & ~rim])
+    assert not bool((rim & square).any())
     filled = out[band]
     assert float(filled[:, 0].max()) < 0.1, "foreground red leaked into the back layer"
     # the blue gradient continues: compare with the background's own value in each column

@@ -75,12 +75,13 @@ def long_edges(disp: torch.Tensor, edge: float, min_length: int) -> torch.Tensor
 
 
 def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: torch.Tensor | None = None,
-                           subsample: int = 1) -> torch.Tensor:
+                           edge: float = float("inf"), subsample: int = 1) -> torch.Tensor:
     """One pass of the guided filter of ``disp`` guided by itself (module doc, step 1).
 
     disp: (H, W) float; radius: window half-size in pixels; eps: variance (disparity^2)
     below which a window is averaged; keep: (H, W) bool, pixels whose windows are left as
-    they are (``long_edges``); subsample: solve at 1/subsample resolution and apply
+    they are (``long_edges``); edge: other windows spanning more than this take their plain
+    mean (only with ``keep``); subsample: solve at 1/subsample resolution and apply
     the bilinearly upsampled coefficients at full resolution (He & Sun's fast guided
     filter: the output's steps stay where the full-resolution disparity has them).
     Float32 throughout: values are centred first and window means are pooled (not prefix
@@ -96,11 +97,14 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: to
     if keep is not None:
         # A window that holds a long edge is left alone (a = 1, b = 0): the variance of a
         # thin pole's window is mostly its background's, and the plain filter would melt
-        # the pole into it. Short fragments are noise and are smoothed away.
+        # the pole into it. A window that holds only short fragments of jumps is noise, and
+        # the self-guided filter would keep exactly those jumps (its variance is large):
+        # it takes the plain window mean (a = 0), which spreads a fragment's step out.
         k = 2 * r + 1
         held = keep[None, None].float()
         held = F.max_pool2d(held, subsample, ceil_mode=True) if subsample > 1 else held
-        a = torch.where(F.max_pool2d(held, k, 1, r) > 0, 1.0, a)
+        spread = F.max_pool2d(lo, k, 1, r) + F.max_pool2d(-lo, k, 1, r)
+        a = torch.where(F.max_pool2d(held, k, 1, r) > 0, 1.0, torch.where(spread > edge, 0.0, a))
     b = mean * (1 - a)
     a, b = _box(a, r), _box(b, r)
     if subsample > 1:
@@ -168,6 +172,6 @@ def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radi
     h, w = d.shape
     keep = long_edges(out, edge, max(8, round(MIN_EDGE_SHARE * (h * h + w * w) ** 0.5)))
     for _ in range(SMOOTH_PASSES):
-        out = smooth_within_surfaces(out, radius, eps, keep, subsample)
+        out = smooth_within_surfaces(out, radius, eps, keep, edge, subsample)
     out = snap_to_color_edges(img, out, edge, SNAP_RADIUS)
     return out.clamp(float(d.min()), float(d.max()))

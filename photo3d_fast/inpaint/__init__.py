@@ -27,15 +27,18 @@ def _square(r: int) -> np.ndarray:
     return np.ones((2 * r + 1, 2 * r + 1), np.uint8)
 
 
-def background_sources(disp: np.ndarray, hole: np.ndarray, edge: float, reach: int) -> np.ndarray:
-    """The pixels allowed to feed a back layer's fill: (H, W) bool.
+def background_sources(disp: np.ndarray, hole: np.ndarray, edge: float, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels allowed to feed a back layer's fill, and the background's mixed rim:
+    two (H, W) bool.
 
     disp: (H, W) float32 disparity of the surface the layer is grown behind; hole: (H, W) bool,
     the layer's band; edge: the LDI's edge threshold; reach: how far from the band the
     foreground is kept out, in pixels. A known pixel within ``reach`` of the band is left
     out when it lies in front of the farthest pixel within ``2 * reach`` of it by more than
     ``edge`` (it is the foreground the band hides behind), and so is the ``MIXED_PX`` ring
-    around the band.
+    around the band. The rim is that ring's background part: the photo's pixels there mix
+    the foreground's colour into the background's, and carried at the background's depth
+    they float as a dotted fringe beside the foreground once it moves.
     """
     import cv2
 
@@ -47,7 +50,8 @@ def background_sources(disp: np.ndarray, hole: np.ndarray, edge: float, reach: i
     front = disp > back + edge
     hole8 = hole.astype(np.uint8)
     near = cv2.dilate(hole8, _square(reach)) > 0
-    return ~(cv2.dilate(hole8, _square(MIXED_PX)) > 0) & ~(near & front)
+    ring = (cv2.dilate(hole8, _square(MIXED_PX)) > 0) & ~hole
+    return ~ring & ~hole & ~(near & front), ring & ~front
 
 
 def resolve_inpaint(method: str, engine: EngineOptions = EngineOptions(), quiet: bool = True) -> str:
@@ -61,21 +65,23 @@ def resolve_inpaint(method: str, engine: EngineOptions = EngineOptions(), quiet:
 
 
 def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edge: float,
-                method: str = "classic", engine: EngineOptions | None = None) -> torch.Tensor:
+                method: str = "classic", engine: EngineOptions | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The colour of a back layer's band, continued from the background around it.
 
     color: (H, W, 3) float sRGB/255 and disp: (H, W) float disparity of the surface the
     layer is grown behind (the photo for the first back layer); hole: (H, W) bool, the
     band; edge: the LDI's disparity edge threshold; method: "classic" (Telea) or a learned
-    model of ``INPAINT_MODELS``, run as ``engine`` says. Returns (H, W, 3) float32 on
-    color's device, equal to ``color`` outside ``hole``. Only the bounding box of the band
-    (plus the band's width) is processed, on the CPU (a learned model on engine's device).
+    model of ``INPAINT_MODELS``, run as ``engine`` says. Returns the filled colour (H, W, 3)
+    float32 on color's device (the band and the background's mixed rim filled, ``color``
+    elsewhere) and the rim (H, W) bool (``background_sources``), whose filled colour is the
+    background without the foreground mixed in. Only the bounding box of the band (plus the
+    band's width) is processed, on the CPU (a learned model on engine's device).
     """
     import cv2
 
     out = color.float().clone()
     if not bool(hole.any()):
-        return out
+        return out, torch.zeros_like(hole)
     hole_np = hole.cpu().numpy()
     # The foreground is kept out to twice the band's half-width plus Telea's radius: then
     # its own boundary is always farther from a band pixel than the background is.
@@ -86,7 +92,7 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     pad = reach + classic.TELEA_RADIUS + 1
     crop = (slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
             slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)))
-    sources = background_sources(disp[crop].float().cpu().numpy(), hole_np[crop], edge, reach)
+    sources, rim_np = background_sources(disp[crop].float().cpu().numpy(), hole_np[crop], edge, reach)
     img8 = (out[crop].cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
     if method == "classic":
         filled = classic.telea(img8, ~sources)
@@ -95,7 +101,9 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
         filled = inpaint_learned(img8, ~sources, method, replace(engine or EngineOptions(), weights=None))
     else:
         raise ValueError(f"unknown inpainting method {method!r}; resolve 'auto' with resolve_inpaint first")
-    band = hole[crop]
+    write = torch.from_numpy(hole_np[crop] | rim_np).to(out.device)
     region = out[crop]
-    region[band] = torch.from_numpy(filled.astype(np.float32) / 255.0).to(out.device)[band]
-    return out
+    region[write] = torch.from_numpy(filled.astype(np.float32) / 255.0).to(out.device)[write]
+    rim = torch.zeros_like(hole)
+    rim[crop] = torch.from_numpy(rim_np).to(hole.device)
+    return out, rim

@@ -16,7 +16,10 @@ surface S seen so far (the photo for k = 1):
    ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground:
    where the layer is and how deep.
    Colour: the band is inpainted from the background around it, never from the
-   foreground in front of it (``inpaint.fill_behind``: Telea's fill, or a learned model).
+   foreground in front of it (``inpaint.fill_behind``: Telea's fill, or a learned model);
+   with the first back layer, the photo's background pixels that touch a silhouette take
+   the fill's colour too, so the foreground's colour mixed into them does not float
+   beside the foreground as a dotted fringe.
 3. Nesting: layer k may only grow inside layer k-1's band (a pixel needs a (k-1)-th layer
    before it can have a k-th), so extra layers peel nested occlusions (a pole in front of
    a box in front of a wall) instead of extending the same band.
@@ -159,7 +162,12 @@ def build_ldi(
     _, impl = select("grow", kernels, dev)
     for _ in range(1, layers):
         _, d, m = impl.grow_back_layer(surf_c, surf_z, band, edge_disparity, allowed)
-        c = fill_behind(surf_c, 1.0 / surf_z, m, edge_disparity, inpaint, engine) * m[..., None]
+        filled, rim = fill_behind(surf_c, 1.0 / surf_z, m, edge_disparity, inpaint, engine)
+        c = filled * m[..., None]
+        if len(colors) == 1:
+            # the photo's background pixels next to a silhouette, decontaminated
+            colors[0] = torch.where(rim[..., None], filled, colors[0])
+            surf_c = colors[0]
         colors.append(c)
         depths.append(d)
         valids.append(m)
