@@ -16,7 +16,7 @@ surface S seen so far (the photo for k = 1):
    ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground:
    where the layer is and how deep.
    Colour: the band is inpainted from the background around it, never from the
-   foreground in front of it (``inpaint.fill_behind``: Telea's fill, or a learned model);
+   foreground in front of it (``inpaint.fill_behind``: the far-side fill, or a learned model);
    with the first back layer, the photo's background pixels that touch a silhouette take
    the fill's colour too, so the foreground's colour mixed into them does not float
    beside the foreground as a dotted fringe.
