@@ -164,12 +164,13 @@ def test_back_layer_of_an_ldi_holds_no_foreground_colour():
 # -- silhouettes ---------------------------------------------------------------------------------
 
 def test_silhouette_blend_reference():
-    """A foreground pixel (disparity 1) half covered next to a background pixel (0.1)
-    becomes their 50/50 mix; a fully covered one and a background one do not change."""
+    """A foreground pixel (disparity 1) half covered (weight COVERAGE_FULL / 2) next to a
+    background pixel (0.1) becomes their 50/50 mix; a fully covered one and a background
+    one do not change."""
     color = torch.zeros(1, 3, 1, 4)
     color[0, 0, 0, :2] = 1.0  # red foreground at x 0, 1
     color[0, 2, 0, 2:] = 1.0  # blue background at x 2, 3
-    weight = torch.tensor([[[1.0, 0.5, 1.0, 1.0]]])
+    weight = torch.tensor([[[1.0, 0.5 * ref.COVERAGE_FULL, 1.0, 1.0]]])
     disp = torch.tensor([[[1.0, 1.0, 0.1, 0.1]]])
     out = ref.antialias_silhouettes(color, weight, disp, 0.2)
     torch.testing.assert_close(out[0, :, 0, 1], torch.tensor([0.5, 0.0, 0.5]))

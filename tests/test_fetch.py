@@ -180,7 +180,8 @@ def test_a_hub_that_never_answers_counts_as_unreachable_after_1_s(monkeypatch):
 
 def test_auto_downloads_the_default_once_then_uses_the_cache(hub, tmp_path, monkeypatch, capsys, online):
     photo = _photo(tmp_path / "p.png")
-    assert main(["render", str(photo), "-o", str(tmp_path / "a.mp4"), *FAST]) == 0
+    # --inpaint classic: the fake hub would serve the inpainting default too
+    assert main(["render", str(photo), "-o", str(tmp_path / "a.mp4"), *FAST, "--inpaint", "classic"]) == 0
     err = capsys.readouterr().err
     fetched = _lines(err, "downloading")
     dest = download_path(registry.MODELS[SMALL])
@@ -191,7 +192,7 @@ def test_auto_downloads_the_default_once_then_uses_the_cache(hub, tmp_path, monk
 
     _new_process(monkeypatch)  # a second run: no download, no network check needed
     monkeypatch.setattr(weights_mod, "reachable", lambda url: pytest.fail("checked the network with the weights here"))
-    assert main(["render", str(photo), "-o", str(tmp_path / "b.mp4"), *FAST]) == 0
+    assert main(["render", str(photo), "-o", str(tmp_path / "b.mp4"), *FAST, "--inpaint", "classic"]) == 0
     err = capsys.readouterr().err
     assert not _lines(err, "downloading") and "depth: depth-anything-v2-small" in err and len(hub.gets) == 1
 

@@ -161,7 +161,7 @@ def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radi
     if radius is None:
         radius = max(2, round(0.004 * max(d.shape)))
     out = d
-    eps = (0.5 * edge) ** 2
+    eps = (0.25 * edge) ** 2  # noise well below the edge threshold; steps near it survive
     # Above ~1 MP the coefficients are solved at half resolution: 4x less work, same steps.
     subsample = 2 if d.numel() > 1_000_000 else 1
     # Snap first, while the ramps are as narrow as the depth map made them (smoothing would

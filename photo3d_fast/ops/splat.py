@@ -48,9 +48,11 @@ MAX_HALF_EXTENT = 4.0
 #: Texels whose disparity is within this share of the LDI's edge threshold below the
 #: pixel's nearest texel are blended; anything farther is another surface.
 RESOLVE_SHARE = 0.5
-#: Summed tent weight at which a silhouette pixel counts as fully covered by its surface:
-#: inside a surface the overlapping tents sum to about 1.
-COVERAGE_FULL = 1.0
+#: Summed tent weight at which a silhouette pixel counts as fully covered by its surface.
+#: Inside a surface the overlapping tents sum to 0.8-1.1, and a silhouette side reaches
+#: only half a texel, so a pixel whose center the surface covers sums to 0.5 or more; only
+#: pixels the surface covers less than that blend with what lies behind.
+COVERAGE_FULL = 0.5
 #: Points nearer than this (scene units) to the camera plane are dropped.
 Z_NEAR = 1e-4
 
