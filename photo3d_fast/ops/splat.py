@@ -223,25 +223,22 @@ def antialias_silhouettes(color: torch.Tensor, weight: torch.Tensor, disp: torch
     coverage is min(weight / COVERAGE_FULL, 1), and the uncovered part takes the mean colour
     of those neighbours. Other pixels are returned unchanged. Returns (F, 3, H, W).
     """
-    n, _, h, w = color.shape
+    h, w = color.shape[-2:]
+    # Zero padding: a missing neighbour has weight 0, so it is never "behind".
+    pad_d = F.pad(disp, (1, 1, 1, 1))
+    pad_w = F.pad(weight, (1, 1, 1, 1))
+    pad_c = F.pad(color, (1, 1, 1, 1))
+    front = torch.where(weight > 0, disp - edge, -torch.inf)  # a neighbour behind has less disparity
     total = torch.zeros_like(color)
     count = torch.zeros_like(weight)
-    known = weight > 0
-    for dim, step in ((1, 1), (1, -1), (2, 1), (2, -1)):
-        # the neighbour at +step along dim, for every pixel; none past the border
-        nb_d = torch.roll(disp, -step, dim)
-        nb_k = torch.roll(known, -step, dim)
-        nb_c = torch.roll(color, -step, dim + 1)
-        idx = torch.arange(disp.shape[dim], device=disp.device)
-        inside = (idx + step >= 0) & (idx + step < disp.shape[dim])
-        inside = inside.view(1, -1, 1) if dim == 1 else inside.view(1, 1, -1)
-        behind = (inside & nb_k & known & (disp - nb_d > edge)).to(color.dtype)
-        total += nb_c * behind[:, None]
+    for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        ys, xs = slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w)
+        behind = ((pad_w[:, ys, xs] > 0) & (pad_d[:, ys, xs] < front)).to(color.dtype)
+        total += pad_c[:, :, ys, xs] * behind[:, None]
         count += behind
-    alpha = (weight / COVERAGE_FULL).clamp(0.0, 1.0)
+    alpha = (weight / COVERAGE_FULL).clamp(0.0, 1.0)[:, None]
     back = total / count.clamp_min(1.0)[:, None]
-    blended = color * alpha[:, None] + back * (1.0 - alpha[:, None])
-    return torch.where((count > 0)[:, None], blended, color)
+    return torch.where((count > 0)[:, None], color * alpha + back * (1.0 - alpha), color)
 
 
 def finish(acc: torch.Tensor, buf: torch.Tensor, size: tuple[int, int], edge: float,
