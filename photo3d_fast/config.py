@@ -20,8 +20,9 @@ from typing import Any
 from .errors import Photo3DError
 
 #: Implementations of the hot-path ops (``photo3d_fast.ops.backends``), in the order
-#: ``--kernels auto`` tries them on a GPU; the torch reference runs everywhere.
-BACKENDS = ("cuda", "triton", "torch")
+#: ``--kernels auto`` tries them: cuda and triton on a GPU, cpp (C++ threads) on the CPU; the
+#: torch reference runs everywhere.
+BACKENDS = ("cuda", "triton", "cpp", "torch")
 KERNEL_CHOICES = ("auto", *BACKENDS)
 #: ``--encoder`` and ``--codec`` (what each encoder makes: ``encode.formats.KINDS``).
 ENCODER_CHOICES = ("auto", "nvenc", "ffmpeg-nvenc", "x264", "x265", "svtav1", "vpx")

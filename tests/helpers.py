@@ -178,7 +178,7 @@ def implementation(op: str, backend: str, device: str):
 
 #: What each backend is, in skip reasons.
 _WHAT = {"torch": "the torch reference on CUDA tensors", "triton": "compiled Triton (TRITON_INTERPRET=0)",
-         "cuda": "the CUDA C++ extension photo3d_fast._C"}
+         "cuda": "the CUDA C++ extension photo3d_fast._C", "cpp": "the C++ CPU kernels (photo3d_fast.ops.cpu)"}
 
 
 def _why_not(backend: str, device: str) -> str | None:
@@ -198,6 +198,9 @@ def _why_not(backend: str, device: str) -> str | None:
             return "needs a CUDA GPU and TRITON_INTERPRET=0 (compiled kernels)"
         usable, why = backends.status("triton")
         return None if usable else why
+    if backend == "cpp":
+        usable, why = backends.status("cpp")
+        return None if usable else f"needs a C++ compiler: {why}"
     usable, why = backends.status(backend)
     return None if usable else f"needs a CUDA GPU and photo3d_fast._C: {why}"
 
@@ -211,9 +214,10 @@ def _pair(backend: str, device: str):
 #: (backend, device) of every implementation that can run somewhere, as pytest params with
 #: a skip mark saying why where it cannot run here: the torch reference on the CPU always;
 #: Triton on the CPU when installed and interpreted (TRITON_INTERPRET=1, conftest's
-#: default); the reference, compiled Triton (TRITON_INTERPRET=0) and the CUDA C++ extension
+#: default); the C++ CPU kernels where a C++ compiler built them (at install or on first
+#: use); the reference, compiled Triton (TRITON_INTERPRET=0) and the CUDA C++ extension
 #: (photo3d_fast._C built) on a GPU.
-BACKEND_DEVICES = [_pair("torch", "cpu"), _pair("triton", "cpu"),
+BACKEND_DEVICES = [_pair("torch", "cpu"), _pair("triton", "cpu"), _pair("cpp", "cpu"),
                    _pair("torch", "cuda"), _pair("triton", "cuda"), _pair("cuda", "cuda")]
 assert {p.values[0] for p in BACKEND_DEVICES} == set(BACKENDS)
 

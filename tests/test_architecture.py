@@ -175,12 +175,25 @@ def test_every_op_has_reference_kernels_and_test():
 
 
 @pytest.mark.parametrize("name", ["splat", "fill", "grow", "nv12"])
-def test_select_falls_back_to_reference_on_cpu(name):
+def test_select_falls_back_to_reference_on_cpu(name, monkeypatch):
+    """Without the C++ CPU kernels (no compiler), auto on the CPU runs the torch reference."""
     import importlib
 
-    from photo3d_fast.ops.backends import select
+    from photo3d_fast.ops import backends
 
-    assert select(name, "auto", "cpu") == ("torch", importlib.import_module(f"photo3d_fast.ops.{name}"))
+    monkeypatch.setattr(backends, "cpp_status", lambda: (False, "no C++ compiler"))
+    monkeypatch.setattr(backends, "_NOTICED", set())
+    assert backends.select(name, "auto", "cpu") == ("torch", importlib.import_module(f"photo3d_fast.ops.{name}"))
+
+
+@pytest.mark.parametrize("name", ["splat", "fill"])
+def test_select_prefers_cpp_on_cpu(name):
+    """Where the C++ CPU kernels load, auto on the CPU picks them for the ops they implement."""
+    from photo3d_fast.ops import backends
+
+    if not backends.cpp_status()[0]:
+        pytest.skip(f"the C++ CPU kernels are not here: {backends.cpp_status()[1]}")
+    assert backends.select(name, "auto", "cpu")[0] == "cpp"
 
 
 def test_named_gpu_backend_refuses_cpu_tensors(monkeypatch):

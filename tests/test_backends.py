@@ -115,10 +115,43 @@ def test_triton_probe_is_per_device(fake_gpu):
 
 
 def test_cpu_install_falls_back_silently(monkeypatch, capsys):
-    """No GPU, no extension: the normal CPU install says nothing about backends it lacks."""
+    """No GPU, no extension: the normal CPU install says nothing about the GPU backends it
+    lacks; auto picks the C++ CPU kernels for the ops they implement, the reference else."""
     monkeypatch.setattr(backends, "_NOTICED", set())
-    assert backends.select("splat", "auto", "cpu")[0] == "torch"
+    monkeypatch.setattr(backends, "cpp_status", lambda: (True, "C++ CPU kernels"))
+    assert backends.select("splat", "auto", "cpu")[0] == "cpp"
+    assert backends.select("fill", "auto", "cpu")[0] == "cpp"
+    assert backends.select("grow", "auto", "cpu")[0] == "torch"
+    assert backends.select("nv12", "auto", "cpu")[0] == "torch"
     assert capsys.readouterr().err == ""
+
+
+def test_cpp_without_compiler_falls_back_once_and_names_the_reason(monkeypatch, capsys):
+    monkeypatch.setattr(backends, "_NOTICED", set())
+    why = "the C++ CPU kernels are not available: no C++ compiler found (c++, g++, clang++ or $CXX)"
+    monkeypatch.setattr(backends, "cpp_status", lambda: (False, why))
+    for _ in range(3):  # per frame, per op: one line
+        assert backends.select("splat", "auto", "cpu")[0] == "torch"
+        assert backends.select("fill", "auto", "cpu")[0] == "torch"
+    err = capsys.readouterr().err
+    assert err.count("photo3d: ") == 1 and "not using cpp on cpu" in err and "no C++ compiler" in err
+    with pytest.raises(Photo3DError, match="kernels cpp is not available: .*no C\\+\\+ compiler"):
+        backends.select("splat", "cpp", "cpu")
+    assert backends.status("cpp") == (False, why)  # what photo3d doctor shows
+
+
+def test_cpp_is_a_cpu_backend(fake_gpu, capsys):
+    """auto never picks the C++ CPU kernels for CUDA tensors (nor says anything about them),
+    and naming them for a CUDA device is refused before anything is built."""
+    _capability(fake_gpu, 90)
+    fake_gpu.setattr(backends, "cuda_status", lambda: (False, "not built"))
+    fake_gpu.setattr(backends, "_triton_present", lambda: (False, "Triton is not installed"))
+    fake_gpu.setattr(backends, "cpp_status", lambda: (_ for _ in ()).throw(AssertionError("must not be asked")))
+    assert backends.select("splat", "auto", "cuda")[0] == "torch"
+    assert capsys.readouterr().err == ""
+    with pytest.raises(Photo3DError, match="kernels cpp runs on the CPU, not cuda"):
+        backends.select("splat", "cpp", "cuda")
+    assert backends.select("grow", "cpp", "cuda")[0] == "torch"  # no cpp twin: the next one, as auto
 
 
 def test_doctor_shows_the_probe_per_gpu(fake_gpu):
@@ -127,7 +160,9 @@ def test_doctor_shows_the_probe_per_gpu(fake_gpu):
     fake_gpu.setattr(torch.cuda, "device_count", lambda: 2)
     fake_gpu.setattr(backends, "_launch_triton_probe",
                      lambda index: None if index == 0 else (_ for _ in ()).throw(OSError("no ptxas for sm_120")))
+    fake_gpu.setattr(backends, "cpp_status", lambda: (True, "C++ CPU kernels (libphoto3d_cpu.so, up to 2 threads)"))
     rows = {c.name: (c.ok, c.detail) for c in _kernels()}
     assert rows["triton"][0] and "probe kernel compiled and ran" in rows["triton"][1]
     assert rows["triton (cuda:1)"] == (False, "Triton cannot compile/launch here: OSError: no ptxas for sm_120")
     assert "cuda (cuda:1)" in rows and rows["torch"][0]
+    assert rows["cpp"][0] and "threads" in rows["cpp"][1] and "cpp (cuda:1)" not in rows  # a CPU backend: once

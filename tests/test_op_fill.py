@@ -4,16 +4,18 @@ push-pull fallback they share.
 | reference | photo3d_fast/ops/fill.py (push_pull, fill_from_background, fill_frames) |
 | Triton    | kernels/fill.py (photo3d_fast.kernels.fill; also nearest_covered) |
 | CUDA C++  | none: the CUDA splat fills its holes with the fastest fill on its device |
+| C++ CPU   | csrc/cpu/fill.cpp, through photo3d_fast/ops/cpu.py (also nearest_covered) |
 | selector  | photo3d_fast.ops.backends.select("fill", kernels, device) |
 
 First the reference: push-pull keeps known pixels and fills holes smoothly; the far-first
-variant fills disocclusions from the background side. Then the Triton kernels against it,
+variant fills disocclusions from the background side. Then the Triton kernels and the C++ CPU fill against it,
 parametrised over (backend, device) (helpers.BACKEND_DEVICES; compiled Triton on CUDA
 tensors is checked through the splat's render_frames, which fills with it).
 
 Tolerances: nearest-covered indices must be equal; filled values agree to atol 1e-5 (rtol 0,
 values in [0, 1]): both compute the weights in float32, but the kernel raises to FAR_POWER
-by repeated multiplication where torch calls pow (a few ulp). Covered pixels are exact.
+by repeated multiplication where torch calls pow (a few ulp); the C++ fill calls std::pow
+(within 1 ulp, as torch's). Covered pixels are exact.
 Outputs are poisoned (NaN, -7) before the kernels run, so an unwritten element fails.
 """
 
@@ -32,7 +34,7 @@ DENSITIES = ["all", "none", "one", 0.5, 0.95]
 SIDES = ((1, False), (1, True), (0, False), (0, True))  # left, right, top, bottom
 
 #: The fast implementations compared with the reference.
-FAST = backend_devices(("triton", "cpu"))
+FAST = backend_devices(("triton", "cpu"), "cpp")
 
 
 # -- the reference ---------------------------------------------------------------------------

@@ -8,15 +8,19 @@
 
 First the reference's own geometry and rendering; then every implementation against it,
 parametrised over (backend, device) (helpers.BACKEND_DEVICES: Triton interpreted on CPU
-tensors, compiled Triton and the CUDA C++ extension on a GPU).
+tensors, the C++ CPU kernels (csrc/cpu) on CPU tensors, compiled Triton and the CUDA C++
+extension on a GPU).
 
 Tolerances (TOLERANCE below): a footprint boundary within float rounding of a pixel center
 may flip the coverage of that one pixel, since the kernels multiply-add where the reference
 uses a matmul: at most 0.5% of pixels (helpers.assert_close_with_boundary_band). Triton: the
 z-buffer winner must be the same texel wherever the two winners' depths differ by more than
 the resolve tolerance (again at most 0.5% of pixels may not), and where the winners agree,
-colors agree to 1e-5 (float atomic adds sum in another order). CUDA C++ (built with
---use_fast_math): colors agree to 2e-3 wherever both cover the pixel.
+colors agree to 1e-5 (float atomic adds sum in another order). C++ CPU: Triton's tolerance
+(it rounds as the reference and sums in its order, so it meets it with winners and sums
+equal bit for bit on the machines checked, but a BLAS that sums the matmul another way may
+flip boundary pixels). CUDA C++ (built with --use_fast_math): colors agree to 2e-3 wherever
+both cover the pixel.
 """
 
 from __future__ import annotations
@@ -211,6 +215,7 @@ class Tolerance(NamedTuple):
 
 #: How closely each implementation matches the reference: see the module docstring.
 TOLERANCE = {"triton": Tolerance(_compare_winners, _frames_match_winners, 0.0),
+             "cpp": Tolerance(_compare_winners, _frames_match_winners, 0.0),
              "cuda": Tolerance(_compare_coverage, _frames_match_coverage, 1e-5)}
 
 KINDS = ["mixed", "background", "foreground", "extreme"]
@@ -226,6 +231,9 @@ def _id(size, kind, *_):
     # interpreted: small frames, every kind of scene
     ("triton", "cpu"): [(s, k, s[0] * 7 + s[1], {"layers": 2, "band": 4}, VIEWS)
                         for s in ((1, 1), (7, 5), (33, 17)) for k in KINDS],
+    ("cpp", "cpu"): [(s, k, s[0] * 7 + s[1], {"layers": 2, "band": 4}, VIEWS)
+                     for s in ((1, 1), (7, 5), (33, 17), (101, 77)) for k in KINDS]
+                    + [((240, 136), "mixed", 240, {"layers": 2, "band": 8}, VIEWS)],
     ("triton", "cuda"): [(s, "mixed", s[0], {"layers": 2, "band": 8, "kernels": "torch"}, VIEWS)
                          for s in ((33, 17), (640, 360), (1920, 1080))],
     ("cuda", "cuda"): [(s, "box", s[0], {}, SLIDES) for s in ((1, 1), (33, 17), (640, 360))],
@@ -238,7 +246,7 @@ def test_render_frame_matches_reference(backend, device, size, kind, seed, ldi_o
         TOLERANCE[backend].frame(impl, grid, c2w, Kt, size)
 
 
-@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu")))
+@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu"), "cpp"))
 def test_identity_is_exact_and_layers_three(backend, device):
     impl = implementation("splat", backend, device)
     w, h = 40, 30
@@ -248,7 +256,7 @@ def test_identity_is_exact_and_layers_three(backend, device):
     _compare_winners(impl, grid, pose_t(-0.1, 0.05, 0.1, yaw=-3.0), torch.tensor(K, dtype=torch.float32), (w, h))
 
 
-@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu")))
+@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu"), "cpp"))
 def test_other_output_size_and_zoom(backend, device):
     impl = implementation("splat", backend, device)
     w, h = 32, 24
@@ -261,6 +269,8 @@ def test_other_output_size_and_zoom(backend, device):
     # interpreted: small frames
     ("triton", "cpu"): [(s, k, s[0] + 5 * s[1], {"layers": 2, "band": 4}, (BATCH_VIEWS, BATCH_ZOOMS))
                         for s in ((1, 1), (19, 11)) for k in ("mixed", "extreme")],
+    ("cpp", "cpu"): [(s, k, s[0] + 5 * s[1], {"layers": 2, "band": 4}, (BATCH_VIEWS, BATCH_ZOOMS))
+                     for s in ((1, 1), (19, 11), (96, 54)) for k in ("mixed", "extreme")],
     ("triton", "cuda"): [(s, "mixed", s[0] + 1, {"layers": 2, "band": 8, "kernels": "torch"}, (BATCH_VIEWS, BATCH_ZOOMS))
                          for s in ((33, 17), (1920, 1080))],
     ("cuda", "cuda"): [(s, "corner", s[1], {}, (SLIDE_VIEWS, SLIDE_ZOOMS)) for s in ((33, 17), (1280, 720))],
@@ -285,7 +295,7 @@ def test_render_frames_match_single_frames_and_reference(backend, device, size, 
     tolerance.frames(impl, grid, c2ws, Ks, size, buf, color, covered)
 
 
-@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu")))
+@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu"), "cpp"))
 def test_batched_frames_edge_cases(backend, device):
     impl = implementation("splat", backend, device)
     w, h = 9, 7

@@ -171,7 +171,7 @@ def render_impls(device: torch.device) -> tuple[list[str], list[str]]:
         except Photo3DError as e:
             skipped.append(f"render {name}: unavailable ({e})")
             continue
-        if name != "torch" and device.type != "cuda":
+        if name not in ("torch", "cpp") and device.type != "cuda":
             skipped.append(f"render {name}: GPU kernel, not timed on {device.type}")
             continue
         ok.append(name)

@@ -67,12 +67,13 @@ def _runtimes() -> list[Check]:
 
 def _kernels() -> list[Check]:
     """Each backend on the current device: present, with code for its architecture (the CUDA
-    extension), a probe kernel compiled and launched (Triton); then the other GPUs, if any."""
+    extension), a probe kernel compiled and launched (Triton), the library loaded or built
+    (the C++ CPU kernels); then the other GPUs, if any."""
     rows = [Check("kernels", backend, *status(backend)) for backend in reversed(BACKENDS)]
     if torch.cuda.is_available():
         for i in range(1, torch.cuda.device_count()):
             rows += [Check("kernels", f"{backend} (cuda:{i})", *status(backend, f"cuda:{i}"))
-                     for backend in reversed(BACKENDS) if backend != "torch"]
+                     for backend in reversed(BACKENDS) if backend not in ("torch", "cpp")]
     return rows
 
 

@@ -2,19 +2,23 @@
 
 Every hot-path op exists as a torch reference (``photo3d_fast/ops/<op>.py``, always
 available, CPU and GPU) and as fast versions under the same names: Triton
-(``kernels/<op>.py``) and CUDA C++ (``csrc/<op>.cu`` through ``photo3d_fast/ops/cuda.py``).
+(``kernels/<op>.py``) and CUDA C++ (``csrc/<op>.cu`` through ``photo3d_fast/ops/cuda.py``) on
+a GPU, C++ on its own threads (``csrc/cpu/`` through ``photo3d_fast/ops/cpu.py``) on the CPU.
 ``IMPLEMENTATIONS`` lists them; ``select(op, kernels, device)`` returns the module to call.
 An implementation module exposes the op's functions under the reference's names:
 
-| op      | functions                                   | torch | triton | cuda |
-| ------- | ------------------------------------------- | ----- | ------ | ---- |
-| splat   | prepare, render_frame, render_frames        | yes   | yes    | yes  |
-| fill    | fill_from_background, fill_frames           | yes   | yes    |      |
-| grow    | grow_back_layer                             | yes   | yes    |      |
-| nv12    | rgb_to_nv12                                 | yes   | yes    | yes  |
+| op      | functions                                   | torch | triton | cuda | cpp |
+| ------- | ------------------------------------------- | ----- | ------ | ---- | --- |
+| splat   | prepare, render_frame, render_frames        | yes   | yes    | yes  | yes |
+| fill    | fill_from_background, fill_frames           | yes   | yes    |      | yes |
+| grow    | grow_back_layer                             | yes   | yes    |      |     |
+| nv12    | rgb_to_nv12                                 | yes   | yes    | yes  |     |
 
 Implementations are loaded by module name, on first use: Triton and the compiled
 extension are optional, and a fast module imports its reference (never the other way).
+The C++ CPU library is built at install when a compiler is there, else on first use into
+the cache (``ops.cpu``); without a compiler ``--kernels auto`` says so once and runs the
+reference.
 
 Present is not the same as runnable on a given GPU. ``photo3d_fast._C`` holds machine code
 for ``CUDA_ARCHS`` plus PTX of the newest, so it runs on those architectures, on later
@@ -46,8 +50,8 @@ CUDA_ARCHS: tuple[int, ...] = (80, 89, 90)
 #: op -> backend -> module implementing it. ``BACKENDS`` (config) is the order auto tries.
 IMPLEMENTATIONS: dict[str, dict[str, str]] = {
     "splat": {"cuda": "photo3d_fast.ops.cuda", "triton": "photo3d_fast.kernels.splat",
-              "torch": "photo3d_fast.ops.splat"},
-    "fill": {"triton": "photo3d_fast.kernels.fill", "torch": "photo3d_fast.ops.fill"},
+              "cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.splat"},
+    "fill": {"triton": "photo3d_fast.kernels.fill", "cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.fill"},
     "grow": {"triton": "photo3d_fast.kernels.grow", "torch": "photo3d_fast.ops.grow"},
     "nv12": {"cuda": "photo3d_fast.ops.cuda", "triton": "photo3d_fast.kernels.nv12",
              "torch": "photo3d_fast.ops.nv12"},
@@ -154,12 +158,23 @@ def cuda_status() -> tuple[bool, str]:
     return True, f"CUDA C++ extension on {torch.cuda.get_device_name()}"
 
 
+def cpp_status() -> tuple[bool, str]:
+    """(usable, reason) of the C++ CPU kernels (``ops.cpu``): the library loads, built at
+    install or now into the cache; else why not (no compiler, a failed build)."""
+    try:
+        return importlib.import_module(IMPLEMENTATIONS["splat"]["cpp"]).library_status()
+    except Exception as e:  # noqa: BLE001 - any failure means: use the next implementation
+        return False, f"the C++ CPU kernels do not load: {type(e).__name__}: {e}"
+
+
 def status(backend: str, device: torch.device | str | None = None) -> tuple[bool, str]:
     """(usable, reason) of a backend on this machine, for ``device`` (None: the current CUDA
     device, if any): the CUDA extension must have code for its architecture, and compiled
-    Triton must pass the probe launch there."""
+    Triton must pass the probe launch there; the C++ CPU kernels must load (CPU devices)."""
     if backend == "torch":
         return True, "torch reference"
+    if backend == "cpp":
+        return cpp_status()
     if backend == "triton":
         return triton_status(device)
     usable, why = cuda_status()
@@ -178,10 +193,18 @@ def _interpreted(backend: str) -> bool:
 
 
 def _for_auto(backend: str, device: torch.device) -> bool:
-    """Whether ``auto`` may pick ``backend`` on ``device``: the fast kernels are GPU kernels,
-    and auto never picks the (test-only) Triton interpreter."""
+    """Whether ``auto`` may pick ``backend`` on ``device``: cpp on the CPU, the other fast
+    kernels on a GPU; auto never picks the (test-only) Triton interpreter."""
     if backend == "torch":
         return True
+    if backend == "cpp":
+        if device.type != "cpu":
+            return False
+        usable, why = cpp_status()
+        if not usable and ("cpp", None) not in _NOTICED:
+            _NOTICED.add(("cpp", None))
+            notice(f"--kernels auto: not using cpp on cpu: {why}; using the next implementation")
+        return usable
     if device.type != "cuda":
         return False
     if _interpreted(backend):
@@ -208,19 +231,23 @@ def select(op: str, kernels: str, device: torch.device | str) -> tuple[str, Modu
     """(backend name, implementation module) of ``op`` for ``kernels`` on ``device``.
 
     kernels: "auto" picks the first backend of BACKENDS that implements the op and can run
-    on the device; a backend by name is used if it can run, else Photo3DError says why. A
-    named backend that lacks the op (``--kernels cuda`` for the LDI growth, which has no
-    CUDA twin) runs the op's next implementation in BACKENDS order, as auto would.
+    on the device (on the CPU: cpp, then torch); a backend by name is used if it can run,
+    else Photo3DError says why. A named backend that lacks the op (``--kernels cuda`` for
+    the LDI growth, which has no CUDA twin) runs the op's next implementation in BACKENDS
+    order, as auto would.
     """
     check_kernels(kernels)
     impls = IMPLEMENTATIONS[op]
     device = torch.device(device)
     if kernels != "auto":
         if kernels in impls:
+            if kernels == "cpp" and device.type != "cpu":
+                raise Photo3DError(f"--kernels cpp runs on the CPU, not {device}; "
+                                   f"use --device cpu, or --kernels auto or torch")
             usable, why = status(kernels, device)
             if not usable:
                 raise Photo3DError(f"--kernels {kernels} is not available: {why}; use --kernels auto or torch")
-            if kernels != "torch" and device.type != "cuda" and not _interpreted(kernels):
+            if kernels not in ("torch", "cpp") and device.type != "cuda" and not _interpreted(kernels):
                 raise Photo3DError(f"--kernels {kernels} runs on CUDA devices, not {device}; "
                                    f"use --device cuda, or --kernels auto or torch")
             return kernels, importlib.import_module(impls[kernels])

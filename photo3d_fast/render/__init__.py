@@ -48,7 +48,7 @@ def auto_frames_per_launch(kernels: str, size: tuple[int, int]) -> int:
 class Renderer:
     """Renders one LDI from any number of cameras.
 
-    ldi: the scene; kernels: "auto" | "torch" | "triton" | "cuda"; frames_per_launch: how
+    ldi: the scene; kernels: "auto" | "torch" | "triton" | "cuda" | "cpp"; frames_per_launch: how
     many frames of a path one kernel launch renders (None: ``auto_frames_per_launch``).
     Batching saves the fixed per-frame costs (launches, host syncs); it does not change a
     pixel. The renderer works on the LDI's device; frames come back as tensors on it.
@@ -91,12 +91,19 @@ class Renderer:
                 yield self._frame(c2w_t, K_t, size)
             return
         for start in range(0, len(poses), n):
-            color, _ = self._impl.render_frames(self._grid, poses[start : start + n], Ks[start : start + n], size)
-            yield from (color * 255.0 + 0.5).to(torch.uint8)
+            yield from self._frames(poses[start : start + n], Ks[start : start + n], size)
+
+    def _frames(self, c2ws: torch.Tensor, Ks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(F, H, W, 3) uint8. An implementation that quantises natively (the C++ CPU kernels'
+        ``render_frames_u8``, the same bytes) saves torch's extra passes over the frames."""
+        quantised = getattr(self._impl, "render_frames_u8", None)
+        if quantised is not None:
+            return quantised(self._grid, c2ws, Ks, size)
+        color, _ = self._impl.render_frames(self._grid, c2ws, Ks, size)
+        return (color * 255.0 + 0.5).to(torch.uint8)
 
     def _frame(self, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        color, _ = self._impl.render_frame(self._grid, c2w, K, size)
-        return (color * 255.0 + 0.5).to(torch.uint8)
+        return self._frames(c2w[None], K[None], size)[0]
 
 
 def render_views(
