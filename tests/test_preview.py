@@ -27,7 +27,7 @@ from photo3d_fast.preview.chromium import Chromium, find_chromium  # noqa: E402
 from photo3d_fast.preview.options import OPTION_NAMES, SceneOptions, scene_options  # noqa: E402
 from photo3d_fast.preview.photos import MANIFEST_NAME, safe_relative  # noqa: E402
 from photo3d_fast.preview.previewer import LDI_AMOUNT, Previewer  # noqa: E402
-from photo3d_fast.preview.server import make_app  # noqa: E402
+from photo3d_fast.preview.server import TOKEN_HEADER, TOKEN_KEY, make_app  # noqa: E402
 from photo3d_fast.scene.ldi import build_ldi, ldi_params_for_motion  # noqa: E402
 from photo3d_fast.scene.paths import default_focus, make_path, preset_path  # noqa: E402
 
@@ -68,11 +68,13 @@ def previewer(folder) -> Previewer:
 
 
 def _run(previewer: Previewer, check) -> None:
-    """Run ``await check(client)`` against a fresh app on ``previewer``."""
+    """Run ``await check(client)`` against a fresh app on ``previewer``; the client sends
+    the token the page carries, as the page's own calls do."""
 
     async def main():
         app = make_app(previewer, close_on_cleanup=False)
         async with TestClient(TestServer(app)) as client:
+            client.session.headers[TOKEN_HEADER] = app[TOKEN_KEY]
             await check(client)
 
     asyncio.run(main())
@@ -262,7 +264,7 @@ def test_bad_requests_are_refused_clearly(previewer):
             assert r.status == 400, (params, body)
             assert words in body["error"], (params, body)
             assert "\n" not in body["error"], body  # one line
-        r = await client.post("/api/export", data=b"{not json")
+        r = await client.post("/api/export", data=b"{not json", headers={"Content-Type": "application/json"})
         assert r.status == 400 and "JSON" in (await r.json())["error"]
         r = await client.post("/api/export", json={"image": "a.png", "options": {"frames": "/tmp/x"}})
         assert r.status == 400 and "unknown option" in (await r.json())["error"]
@@ -510,6 +512,13 @@ def test_page_in_headless_chromium(tmp_path):
                 await _compare_with_server(page, p, SceneOptions(inpaint="classic", clean_depth=False), server.port)
                 assert "--inpaint classic --no-clean-depth" in await page.evaluate(
                     "document.getElementById('command').textContent")
+                # export from the page (it sends the server's token) and cancel it with its button
+                await page.evaluate("document.getElementById('export').click()")
+                await page.wait_for("!document.getElementById('cancel').hidden", timeout=60)
+                await page.evaluate("document.getElementById('cancel').click()")
+                await page.wait_for("document.getElementById('status').textContent.endsWith('cancelled')"
+                                    " && document.getElementById('cancel').hidden", timeout=120)
+                assert [j.state for j in p.jobs.list()] == ["cancelled"]
                 stats = await page.evaluate("window.preview.stats()")
                 assert stats["frame_ms"] is not None and stats["frame_ms"] > 0 and stats["draw_ms"] is not None
                 shot = await page.screenshot(tmp_path / "preview_webgl2.png")

@@ -1,5 +1,6 @@
 """The state of one preview server: its photos, their depth and preview LDIs (computed
-once and cached), the poses and frames the page asks for, export jobs and settings.
+once and kept in a cache bounded in bytes), the poses and frames the page asks for,
+export jobs and settings.
 
 A preview LDI is built as ``pipeline.render_into`` builds an export's (layers 2, the
 clip's ``clean_depth``, ``--inpaint`` resolved with the clip's engine options, the
@@ -7,7 +8,9 @@ renderer's kernels), at preview resolution and for the motion of ``LDI_AMOUNT``;
 page draws it in WebGL2 and the server's ``Renderer`` renders its frames, so both show
 what export renders.
 
-Nothing here knows HTTP: ``server`` maps requests onto these methods.
+Nothing here knows HTTP: ``server`` maps requests onto these methods, after
+``options.check_request``. The methods check again what reaches a file: photos by id,
+depth by method name only.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from ..render import Renderer
 from ..scene.camera import scale_intrinsics, scene_intrinsics
 from ..scene.ldi import LDI, build_ldi, ldi_params_for_motion
 from ..scene.paths import BASE_RADIUS, default_focus, preset_path
-from .jobs import Job, JobQueue
-from .options import SceneOptions, clean_options, scene_options
+from .cache import ByteLRU
+from .jobs import Job, JobQueue, Progress
+from .options import CACHE_BYTES, MAX_QUEUED_EXPORTS, SceneOptions, check_export_limits, clean_options, depth_method
 from .photos import IMAGE_SUFFIXES, MANIFEST_NAME, SettingsManifest, list_photos, safe_relative
 
 #: The LDI sent to the page is built for a motion of this ``amount`` (circle preset), the
@@ -46,8 +50,6 @@ from .photos import IMAGE_SUFFIXES, MANIFEST_NAME, SettingsManifest, list_photos
 LDI_AMOUNT = 2.0
 #: Layers of the preview LDI: the export's default (``RenderConfig.layers``).
 LDI_LAYERS = RenderConfig.layers
-#: Largest server-side interactive frame (pixels per side).
-MAX_STREAM_SIDE = 2048
 
 
 #: The renderer's constants the page's WebGL2 splatting uses (``ops/splat.py``,
@@ -79,11 +81,13 @@ class Scene:
 class Previewer:
     """State of one preview server: photos, caches, export jobs, manifest.
 
-    photo: one photo (single mode) or folder: a directory (folder mode).
+    photo: one photo (single mode) or folder: a directory (folder mode); cache_bytes:
+    the budget of the photo/depth/LDI cache.
     """
 
     def __init__(self, photo: Path | None = None, folder: Path | None = None, manifest: Path | None = None,
-                 max_side: int = 1024, kernels: str = "auto", device: str = "auto", work_dir: Path | None = None) -> None:
+                 max_side: int = 1024, kernels: str = "auto", device: str = "auto", work_dir: Path | None = None,
+                 cache_bytes: int = CACHE_BYTES) -> None:
 
         if (photo is None) == (folder is None):
             raise Photo3DError("give either a photo or --folder DIR")
@@ -112,45 +116,48 @@ class Previewer:
         self.max_side = max_side
         self.kernels = kernels
         self.device = resolve_device(device)
-        self._tmp = tempfile.TemporaryDirectory(prefix="photo3d-preview-") if work_dir is None else None
+        # ignore_cleanup_errors: an export that did not stop within the shutdown's wait (a
+        # depth model mid-run) may still write into the directory as it is removed.
+        self._tmp = (tempfile.TemporaryDirectory(prefix="photo3d-preview-", ignore_cleanup_errors=True)
+                     if work_dir is None else None)
         self.work_dir = Path(self._tmp.name) if work_dir is None else work_dir
         self._lock = threading.Lock()
-        self._depth: dict = {}
-        self._scenes: dict = {}
-        self._loaded: dict = {}
-        self.jobs = JobQueue(self.work_dir, self._render_job)
+        # Photos, depth maps and scenes, keyed on the photo's id (never its spelling in a
+        # request) and what else they depend on.
+        self.cache = ByteLRU(cache_bytes)
+        self.jobs = JobQueue(self.work_dir, self._render_job, max_pending=MAX_QUEUED_EXPORTS)
 
     # photos -----------------------------------------------------------------------
-    def photo_path(self, image: str) -> Path:
-        rel = safe_relative(image)
-        if rel.as_posix() not in self.photos:
+    def photo_id(self, image: str) -> str:
+        """The id of one of this server's photos as ``image`` names it ("./sub/b.jpg" and
+        "sub//b.jpg" are "sub/b.jpg"); Photo3DError for anything else."""
+        rel = safe_relative(image).as_posix()
+        if rel not in self.photos:
             raise Photo3DError(f"image {image!r} is not one of the photos this server shows")
-        path = (self.root / rel).resolve()
+        return rel
+
+    def photo_path(self, image: str) -> Path:
+        path = (self.root / self.photo_id(image)).resolve()
         if not path.is_relative_to(self.root):  # a symlink swapped in after start
             raise Photo3DError(f"image {image!r} leads outside the folder")
         return path
 
-    def _photo(self, image: str) -> Photo:
+    def _cached(self, key: tuple, make: Callable[[], object]):
+        found = self.cache.get(key)
+        return found if found is not None else self.cache.put(key, make())
 
+    def _photo(self, image: str) -> Photo:
         path = self.photo_path(image)
-        with self._lock:
-            if image not in self._loaded:
-                self._loaded[image] = load_image(path)
-            return self._loaded[image]
+        return self._cached(("photo", self.photo_id(image)), lambda: load_image(path))
 
     def prepared(self, image: str, fov: float | None, depth: str) -> PreparedPhoto:
         """PreparedPhoto of ``image``: depth computed once per (photo, depth method)."""
-
+        depth = depth_method(depth)  # the depth loader's one caller: never a file name
+        image = self.photo_id(image)
         photo = self._photo(image)
         scene = SceneConfig(fov=fov)
-        key = (image, depth)
-        with self._lock:
-            cached = self._depth.get(key)
-        if cached is None:
-            cached = scene_depth(photo.rgb, DepthConfig(source=depth), scene)
-            with self._lock:
-                self._depth[key] = cached
-        z, depth_note = cached
+        z, depth_note = self._cached(("depth", image, depth),
+                                     lambda: scene_depth(photo.rgb, DepthConfig(source=depth), scene))
         h, w = photo.rgb.shape[:2]
         K, fov_note = scene_intrinsics(w, h, scene, photo.exif_fov)
         return PreparedPhoto(Path(image).name, photo.rgb, K, z, f"depth: {depth_note}; fov: {fov_note}")
@@ -170,11 +177,13 @@ class Previewer:
         opts = self.scene_clip_options(SceneOptions(fov, depth, inpaint, clean_depth))
         engine = engine_options(opts.engine, opts.render)
         method = resolve_inpaint(opts.engine.inpaint, engine, quiet=True)  # layers=2: render_into's rule
-        key = (image, fov, depth, method, opts.render.clean_depth)
-        with self._lock:
-            if key in self._scenes:
-                return self._scenes[key]
-        prepared = self.prepared(image, fov, depth)
+        image = self.photo_id(image)
+        key = ("scene", image, opts.scene.fov, depth, method, opts.render.clean_depth)
+        return self._cached(key, lambda: self._build_scene(image, opts, method))
+
+    def _build_scene(self, image: str, opts: ClipOptions, method: str) -> Scene:
+        engine = engine_options(opts.engine, opts.render)
+        prepared = self.prepared(image, opts.scene.fov, opts.depth.source)
         h, w = prepared.rgb.shape[:2]
         s = min(1.0, self.max_side / max(w, h))
         size = (max(16, round(w * s)), max(16, round(h * s)))
@@ -192,11 +201,8 @@ class Previewer:
                         kernels=opts.render.kernels, clean_depth=opts.render.clean_depth, inpaint=method,
                         engine=engine)
         disp = 1.0 / ldi.depth[ldi.valid]
-        scene = Scene(prepared, ldi, Renderer(ldi, self.kernels), near, focus,
-                      (float(disp.min()), float(disp.max())), method, opts.render.clean_depth)
-        with self._lock:
-            self._scenes[key] = scene
-        return scene
+        return Scene(prepared, ldi, Renderer(ldi, self.kernels), near, focus,
+                     (float(disp.min()), float(disp.max())), method, opts.render.clean_depth)
 
     def scene_of(self, image: str, opts: SceneOptions) -> Scene:
         """``scene`` of checked scene options."""
@@ -208,7 +214,7 @@ class Previewer:
         w, h = sc.ldi.size
         ph, pw = sc.prepared.rgb.shape[:2]
         return {
-            "image": image,
+            "image": self.photo_id(image),
             "width": w,
             "height": h,
             "layers": sc.ldi.layers,
@@ -254,7 +260,7 @@ class Previewer:
     def poses(self, image: str, options: dict) -> dict:
         """The clip's poses exactly as export renders them (``pipeline.plan_clip``)."""
 
-        opts = ClipOptions.from_flat(options)
+        opts = ClipOptions.from_flat(clean_options(options))
         plan = plan_clip(self.prepared(image, opts.scene.fov, opts.depth.source), opts)
         path, out_size, K_out, overscan = plan.path, plan.size, plan.K_out, plan.overscan
         return {
@@ -268,20 +274,10 @@ class Previewer:
         }
 
     # server-side frames ------------------------------------------------------------
-    def frame_jpeg(self, request: dict, quality: int = 85) -> bytes:
-        """One frame of the preview LDI for a camera the page chose, as JPEG bytes."""
-        image = str(request.get("image", ""))
-        opts = scene_options(request)
-        try:
-            c2w = np.asarray(request["c2w"], np.float64).reshape(4, 4)
-            K = np.asarray(request["K"], np.float64).reshape(3, 3)
-            size = (int(request["width"]), int(request["height"]))
-        except (KeyError, TypeError, ValueError):
-            raise Photo3DError("a frame request needs c2w (16 numbers), K (9 numbers), width and height") from None
-        if not (np.isfinite(c2w).all() and np.isfinite(K).all()):
-            raise Photo3DError("c2w and K must be finite")
-        if not (16 <= size[0] <= MAX_STREAM_SIDE and 16 <= size[1] <= MAX_STREAM_SIDE):
-            raise Photo3DError(f"frame size {size[0]}x{size[1]} must be 16..{MAX_STREAM_SIDE} per side")
+    def frame_jpeg(self, image: str, opts: SceneOptions, c2w: np.ndarray, K: np.ndarray, size: tuple[int, int],
+                   quality: int = 85) -> bytes:
+        """One frame of the preview LDI for a camera the page chose (``options.frame_camera``),
+        as JPEG bytes."""
         sc = self.scene_of(image, opts)
         frame = sc.renderer.render(c2w, K, size).cpu().numpy()
         buf = io.BytesIO()
@@ -289,11 +285,21 @@ class Previewer:
         return buf.getvalue()
 
     # export ------------------------------------------------------------------------
-    def _render_job(self, job: Job, progress: object, set_total: Callable[[int], None]) -> None:
-        """An export job: the clip of ``job.options`` at full resolution, as render makes it."""
+    def submit_export(self, image: str, options: dict) -> Job:
+        """Queue the export of a photo with checked options (``clean_options``), refused
+        beyond the preview's limits; the size of a clip without --size is the photo's."""
+        options = clean_options(options)
+        with Image.open(self.photo_path(image)) as im:  # the header only
+            check_export_limits(ClipOptions.from_flat(options), im.size)
+        return self.jobs.submit(self.photo_id(image), options)
+
+    def _render_job(self, job: Job, progress: Progress) -> None:
+        """An export job: the clip of ``job.options`` at full resolution, as render makes it.
+        A cancel stops it between stages and at the next frame (``Progress``)."""
         opts = ClipOptions.from_flat({**job.options, "kernels": self.kernels, "device": str(self.device)})
-        set_total(opts.path.n_frames)
+        progress.start(opts.path.n_frames)
         prepared = self.prepared(job.image, opts.scene.fov, opts.depth.source)
+        progress.check()
         write_clip(prepared, opts, job.output, quiet=True, sinks=(progress,))
 
     # settings ----------------------------------------------------------------------
@@ -306,7 +312,7 @@ class Previewer:
 
     def save_settings(self, image: str, options: dict) -> dict:
         """Store one photo's options (checked, by flat name) in the manifest; the row."""
-        self.photo_path(image)
+        image = self.photo_id(image)
         if self.settings is None:
             raise Photo3DError("settings are saved only with --folder DIR")
         options = clean_options(options)
@@ -314,6 +320,9 @@ class Previewer:
             return self.settings.save(image, options)
 
     def close(self) -> None:
+        """Cancel the exports (a running one stops at its next frame and removes its
+        partial file), drop the caches, remove the temporary clips."""
         self.jobs.shutdown()
+        self.cache.clear()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -62,7 +62,11 @@ function rescaleK(K, s, src, dst) {
 const scaleK = (K, src, dst) => rescaleK(K, Math.max(dst[0] / src[0], dst[1] / src[1]), src, dst);
 
 // ---- server I/O ---------------------------------------------------------------------------
+// The server's token, put into the page by the server: its state-changing calls (export,
+// cancel, settings) carry it, so that no other page can make them.
+const TOKEN = document.querySelector('meta[name="photo3d-token"]').content;
 async function api(url, init) {
+  if (init && init.method && init.method !== "GET") init = { ...init, headers: { ...init.headers, "X-Photo3D-Token": TOKEN } };
   const r = await fetch(url, init);
   if (!r.ok) {
     let msg = `${r.status} ${r.statusText}`;
@@ -78,7 +82,7 @@ function status(text, isError = false) {
 }
 
 // ---- state ----------------------------------------------------------------------------------
-const state = { info: null, image: null, scene: null, poses: null, playing: true, t0: performance.now(),
+const state = { info: null, image: null, scene: null, poses: null, job: null, playing: true, t0: performance.now(),
                 drag: null, dragPos: [0, 0], useDrag: false, job: null };
 
 // A select's value; a value it lacks (a saved row naming a model whose weights are not
@@ -721,6 +725,8 @@ async function exportClip() {
   try {
     const body = JSON.stringify({ image: state.image, options: options() });
     let job = await (await api("/api/export", { method: "POST", headers: { "Content-Type": "application/json" }, body })).json();
+    state.job = job;
+    $("cancel").hidden = false;
     status(`export ${job.id}: ${job.state}`);
     while (job.state === "queued" || job.state === "running") {
       await new Promise((r) => setTimeout(r, 500));
@@ -729,9 +735,29 @@ async function exportClip() {
       status(`export ${job.id}: ${job.state} ${job.done}/${job.total} frames`);
     }
     if (job.state === "error") throw new Error(`export failed: ${job.error}`);
+    if (job.state === "cancelled") { status(`export ${job.id}: cancelled`); return; }
     $("download").href = job.download; $("download").hidden = false;
     status(`export ${job.id}: done, ${job.total} frames`);
+  } catch (e) { status(e.message, true); } finally {
+    $("cancel").hidden = true;
+    state.job = null;
+  }
+}
+async function cancelExport() {
+  if (!state.job) return;
+  try {
+    await api(`/api/jobs/${state.job.id}/cancel`, { method: "POST" });
+    status(`export ${state.job.id}: cancelling…`);
   } catch (e) { status(e.message, true); }
+}
+// The server's limits on what an export may be (options.py), on the inputs.
+function applyLimits(limits) {
+  $("duration").max = limits.max_export_seconds;
+  $("fps").max = limits.max_export_fps;
+  for (const o of [...$("size").options]) {
+    const [w, h] = o.value.split("x").map(Number);
+    if (o.value && Math.max(w, h) > limits.max_export_side) o.remove();
+  }
 }
 async function saveSettings() {
   try {
@@ -762,6 +788,7 @@ async function main() {
   $("inpaint").value = info.defaults.inpaint;
   $("clean_depth").value = String(info.defaults.clean_depth);
   for (const p of info.photos) $("photo").add(new Option(p, p));
+  applyLimits(info.limits);
   if (info.mode === "folder") { $("photo-row").hidden = false; $("save").hidden = false; }
   for (const id of info.option_names) $(id).addEventListener("change", onChange);
   $("amount").addEventListener("input", () => { $("amount-out").textContent = $("amount").value; });
@@ -772,6 +799,7 @@ async function main() {
     $("play").textContent = state.playing ? "Pause" : "Play";
   });
   $("export").addEventListener("click", exportClip);
+  $("cancel").addEventListener("click", cancelExport);
   $("save").addEventListener("click", saveSettings);
 
   const want = params.get("mode");
