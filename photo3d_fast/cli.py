@@ -1,14 +1,16 @@
 """The ``photo3d`` command: a thin layer over the Python API.
 
 A user error (Photo3DError) is one line on stderr and exit status 2; Ctrl-C exits 130
-after the writers have removed their partial files; anything else is a bug and keeps
-its traceback.
+and SIGTERM 143, both after the writers have removed their partial files; anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -240,16 +242,42 @@ def _render(args: argparse.Namespace) -> None:
                 options=ClipOptions.from_flat(clip_options(args)))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a service manager, a scheduler's time limit): raised where Ctrl-C's
+    KeyboardInterrupt would be, so the writers remove their partial files the same way."""
+
+
+_terminating = False
+
+
+def _terminate(signum, frame) -> None:
+    # Once: a second SIGTERM must not interrupt the writers while they remove their files.
+    # A flag, not SIG_IGN, as in batch.local: that would race with a pending signal.
+    global _terminating
+    if not _terminating:
+        _terminating = True
+        raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _terminating
     args = _parser().parse_args(argv)
+    handles = threading.current_thread() is threading.main_thread()  # signals reach only the main thread
+    if handles:
+        _terminating = False
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = args.handler(args)  # None: success; batch returns 1 when some clips failed
     except Photo3DError as e:
         notice(f"error: {e}")
         return 2
-    except KeyboardInterrupt:
-        notice("interrupted; no partial output was kept")
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        notice(f"{'terminated' if terminated else 'interrupted'}; no partial output was kept")
+        return 128 + signal.SIGTERM if terminated else 130
+    finally:
+        if handles:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return code or 0
 
 

@@ -8,6 +8,7 @@ every check of an option lives here and only here.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import types
@@ -32,6 +33,32 @@ RUNTIMES = ("auto", "tensorrt", "onnxruntime", "torch", "torch-compile")
 PRECISIONS = ("auto", "fp32", "fp16")
 #: ``--depth-kind``: how a depth-map file is read.
 DEPTH_KINDS = ("disparity", "depth")
+#: ``--path`` presets (``scene.paths``) and their other names; or a .json keyframe file.
+PATH_PRESETS = ("swing", "circle", "dolly", "zoom", "vertigo")
+PATH_ALIASES = {"ken-burns": "zoom", "kenburns": "zoom", "dolly-zoom": "vertigo", "dollyzoom": "vertigo"}
+
+
+def is_number(value: Any, low: float, high: float, *, whole: bool = False, above: bool = False) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool) in [low, high] ((low, high]
+    if ``above``), and a whole number if ``whole``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if not math.isfinite(value) or (whole and not float(value).is_integer()):
+        return False
+    return (low < value if above else low <= value) and value <= high
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, whole: bool = False,
+                 above: bool = False, unit: str = "") -> None:
+    """Photo3DError unless ``value`` is a finite number (a whole one if ``whole``) in
+    [low, high] ((low, high] if ``above``): the one check of every number of every option
+    and keyframe, so that NaN, infinities and overflowing extremes (1e300) never reach the
+    renderer, where they become tracebacks or all-black clips."""
+    if is_number(value, low, high, whole=whole, above=above):
+        return
+    kind = "a whole number" if whole else "a number"
+    bounds = f"above {low:g} and at most {high:g}" if above else f"between {low:g} and {high:g}"
+    raise Photo3DError(f"{name} {value!r} must be {kind} {bounds}{unit}")
 
 
 def parse_size(text: str | tuple | list) -> tuple[int, int]:
@@ -67,6 +94,11 @@ DEFAULT_FOV_DEG = 55.0
 #: units, so ``near = 1`` makes ``amount`` read as "fraction of the nearest distance".
 DEFAULT_NEAR = 1.0
 DEFAULT_FAR = 10.0
+#: The range of every depth (--near, --far, --focus, scene units): wide enough for metres,
+#: millimetres or kilometres, narrow enough that disparities (1/z) and the camera maths stay
+#: well inside float32.
+MIN_DEPTH = 1e-4
+MAX_DEPTH = 1e6
 
 #: Most frames one kernel launch may render: CUDA caps a launch grid's second axis, which
 #: the batched kernels give to the frame, at 65535.
@@ -75,8 +107,8 @@ MAX_FRAMES_PER_LAUNCH = 65535
 
 def check_frames_per_launch(n: int | None) -> None:
     """Photo3DError unless ``n`` is None (automatic) or 1..MAX_FRAMES_PER_LAUNCH."""
-    if n is not None and not 1 <= n <= MAX_FRAMES_PER_LAUNCH:
-        raise Photo3DError(f"--frames-per-launch {n} must be between 1 and {MAX_FRAMES_PER_LAUNCH}")
+    if n is not None:
+        check_number("--frames-per-launch", n, 1, MAX_FRAMES_PER_LAUNCH, whole=True)
 
 
 @dataclass(frozen=True)
@@ -93,12 +125,95 @@ class SceneConfig:
     far: float = DEFAULT_FAR
 
     def __post_init__(self) -> None:
-        if self.fov is not None and not (1.0 <= self.fov <= 170.0):
-            raise Photo3DError(f"--fov {self.fov} is out of range; give degrees between 1 and 170")
+        if self.fov is not None:
+            check_number("--fov", self.fov, 1.0, 170.0, unit=" degrees")
+        check_number("--near", self.near, MIN_DEPTH, MAX_DEPTH, unit=" (scene units)")
+        check_number("--far", self.far, MIN_DEPTH, MAX_DEPTH, unit=" (scene units)")
         if not (0 < self.near < self.far):
             raise Photo3DError(
                 f"near={self.near} and far={self.far} must satisfy 0 < near < far (scene units)"
             )
+
+
+#: Most frames of one clip.
+MAX_FRAMES = 100_000
+
+
+@dataclass(frozen=True)
+class Keyframes:
+    """A keyframe file, checked (format in ``scene.paths``). t: (K,) increasing in [0, 1];
+    positions: (K, 3) scene units, before ``amount``; orientation: "rotation" (x, y, z
+    Euler degrees) or "look_at" (world points), one (K, 3) for all; zoom: (K,); loop."""
+
+    t: tuple[float, ...]
+    positions: tuple[tuple[float, float, float], ...]
+    orientation: str
+    orientations: tuple[tuple[float, float, float], ...]
+    zoom: tuple[float, ...]
+    loop: bool
+
+
+#: Bounds of a keyframe's numbers: positions and look_at points (scene units; positions are
+#: then multiplied by --amount) and rotations (degrees: ten turns).
+MAX_KEYFRAME_DISTANCE = MAX_DEPTH
+MAX_KEYFRAME_DEGREES = 3600.0
+
+
+def read_keyframes(path: str | Path) -> Keyframes:
+    """Read and check a keyframe file: Photo3DError naming the file, the keyframe and the
+    field for anything that is not there, not a number, not finite or out of range."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise Photo3DError(f"keyframe file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise Photo3DError(f"cannot read keyframe file {str(path)!r}: {e}") from None
+    if not text.strip():
+        raise Photo3DError(f"keyframe file {str(path)!r} is empty; it needs a list under \"keyframes\"")
+    try:
+        spec = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise Photo3DError(f"keyframe file {str(path)!r} is not valid JSON: {e}") from None
+    frames = spec.get("keyframes") if isinstance(spec, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise Photo3DError(f"keyframe file {str(path)!r} needs a non-empty list under \"keyframes\"")
+    if len(frames) > MAX_FRAMES:
+        raise Photo3DError(f"keyframe file {str(path)!r} has {len(frames)} keyframes; at most {MAX_FRAMES}")
+
+    def triple(where: str, key: str, value: Any, bound: float) -> tuple[float, float, float]:
+        if not (isinstance(value, list) and len(value) == 3 and all(is_number(v, -bound, bound) for v in value)):
+            raise Photo3DError(f"{where} must be an object with numbers: {key} {value!r} is not a list of 3 "
+                               f"numbers between {-bound:g} and {bound:g}")
+        return tuple(float(v) for v in value)  # type: ignore[return-value]
+
+    ts: list[float] = []
+    positions, orientations, zooms = [], [], []
+    kinds = set()
+    for k, f in enumerate(frames):
+        where = f"keyframe {k} of {str(path)!r}"
+        if not isinstance(f, dict):
+            raise Photo3DError(f"{where} must be an object with numbers: t, position [x,y,z], "
+                               "look_at [x,y,z] or rotation [deg,deg,deg], zoom")
+        t = f.get("t", k / max(1, len(frames) - 1))
+        number = isinstance(t, (int, float)) and not isinstance(t, bool)
+        if not (number and 0.0 <= t <= 1.0) or (ts and t <= ts[-1]):
+            raise Photo3DError(f"{where}: t={t!r} must be in [0, 1] and increase from keyframe to keyframe")
+        positions.append(triple(where, "position", f.get("position", [0, 0, 0]), MAX_KEYFRAME_DISTANCE))
+        if "look_at" in f:
+            kinds.add("look_at")
+            orientations.append(triple(where, "look_at", f["look_at"], MAX_KEYFRAME_DISTANCE))
+        else:
+            kinds.add("rotation")
+            orientations.append(triple(where, "rotation", f.get("rotation", [0, 0, 0]), MAX_KEYFRAME_DEGREES))
+        zoom = f.get("zoom", 1.0)
+        check_number(f"{where}: zoom", zoom, 0.05, 20.0)
+        ts.append(float(t))
+        zooms.append(float(zoom))
+    if len(kinds) > 1:
+        raise Photo3DError(f"keyframes of {str(path)!r} mix look_at and rotation; use one kind for all")
+    return Keyframes(tuple(ts), tuple(positions), kinds.pop(), tuple(orientations), tuple(zooms),
+                     bool(spec.get("loop", False)))
 
 
 @dataclass(frozen=True)
@@ -125,18 +240,24 @@ class PathConfig:
         return max(1, int(round(self.duration * self.fps)))
 
     def __post_init__(self) -> None:
-        if not (self.duration > 0):
-            raise Photo3DError(f"--duration {self.duration} must be a positive number of seconds")
-        if not (0 < self.fps <= 240):
-            raise Photo3DError(f"--fps {self.fps} must be in (0, 240]")
-        if self.duration * self.fps > 100_000:
+        check_number("--duration", self.duration, 0, MAX_FRAMES, above=True, unit=" seconds")
+        check_number("--fps", self.fps, 0, 240, above=True)
+        if self.duration * self.fps > MAX_FRAMES:
             raise Photo3DError(
-                f"{self.duration} s at {self.fps} fps is over 100000 frames; shorten the clip"
+                f"{self.duration} s at {self.fps} fps is over {MAX_FRAMES} frames; shorten the clip"
             )
-        if not (0 <= self.amount <= 20):
-            raise Photo3DError(f"--amount {self.amount} must be between 0 and 20")
-        if self.focus is not None and not (self.focus > 0):
-            raise Photo3DError(f"--focus {self.focus} must be a positive depth")
+        check_number("--amount", self.amount, 0, 20)
+        if self.focus is not None:
+            check_number("--focus", self.focus, MIN_DEPTH, MAX_DEPTH, unit=" (a depth, scene units)")
+        if not isinstance(self.preset, str):
+            raise Photo3DError(f"--path {self.preset!r} must be a preset name or a .json keyframe file")
+        if self.preset.lower().endswith(".json"):
+            read_keyframes(self.preset)  # a bad file fails now, not after the depth stage
+        elif PATH_ALIASES.get(self.preset.lower(), self.preset.lower()) not in PATH_PRESETS:
+            raise Photo3DError(
+                f"unknown path preset {self.preset!r}; choose one of {', '.join(PATH_PRESETS)} "
+                f"(aliases: {', '.join(PATH_ALIASES)}) or give a .json keyframe file"
+            )
 
 
 @dataclass(frozen=True)
@@ -165,18 +286,17 @@ class RenderConfig:
     clean_depth: bool = True
 
     def __post_init__(self) -> None:
+        check_number("--layers", self.layers, 1, 8, whole=True)
         if self.kernels not in KERNEL_CHOICES:
             raise Photo3DError(f"--kernels {self.kernels!r} is unknown; choose one of {', '.join(KERNEL_CHOICES)}")
         if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", str(self.device)):
             raise Photo3DError(f"--device {self.device!r} is not a device; use auto, cpu, cuda or cuda:N")
-        if not (1 <= self.layers <= 8):
-            raise Photo3DError(f"--layers {self.layers} must be between 1 and 8")
         check_frames_per_launch(self.frames_per_launch)
         if self.size is not None:
             w, h = self.size
-            if not (16 <= w <= 16384 and 16 <= h <= 16384):
+            if not (is_number(w, 16, 16384, whole=True) and is_number(h, 16, 16384, whole=True)):
                 raise Photo3DError(
-                    f"--size {w}x{h} is out of range; width and height must be 16..16384 pixels"
+                    f"--size {w}x{h} is out of range; width and height must be whole numbers, 16..16384 pixels"
                 )
 
 
@@ -208,8 +328,8 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_CHOICES:
             raise Photo3DError(f"--encoder {self.encoder!r}: choose one of {', '.join(ENCODER_CHOICES)}")
-        if self.crf is not None and not (0 <= self.crf <= 63):
-            raise Photo3DError(f"--crf {self.crf} must be between 0 and 63 (51 for x264/x265/NVENC h264, hevc)")
+        if self.crf is not None:
+            check_number("--crf", self.crf, 0, 63, whole=True, unit=" (51 for x264/x265/NVENC h264, hevc)")
         if self.bitrate is not None:
             parse_bitrate(self.bitrate)
             if self.crf is not None:

@@ -4,13 +4,22 @@ Photos come out as (H, W, 3) uint8 sRGB with the EXIF orientation applied; grays
 palette, RGBA (alpha dropped), CMYK and 16-bit inputs are converted. Depth maps come
 out as (H, W) float32 at the photo's size, with NaN/inf (and zeros, for z-depth) filled
 from their valid neighbours.
+
+Outputs: ``write_atomic`` writes a file under a hidden temporary name,
+``.NAME.partial-PID[.ext]``, and renames it when complete; ``remove_stale_partials``
+removes such files left by a process that was killed; ``check_output`` refuses an output
+that is a directory or one of the inputs before any work is done.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,14 +46,40 @@ class Photo:
     exif_fov: float | None = None
 
 
-def _open(path: Path, what: str) -> Image.Image:
+def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise Photo3DError(f"{what} {str(path)!r} does not exist")
     if path.is_dir():
         raise Photo3DError(f"{what} {str(path)!r} is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise Photo3DError(f"{what} {str(path)!r} is empty (0 bytes)")
+
+
+def _check_size(path: Path, what: str, w: int, h: int, min_side: int) -> None:
+    if min(w, h) < min_side:
+        raise Photo3DError(f"{what} {str(path)!r} is {w}x{h}; photos must be at least {min_side}x{min_side} pixels")
+    if max(w, h) > MAX_SIDE or w * h > MAX_PIXELS:
+        raise Photo3DError(
+            f"{what} {str(path)!r} is {w}x{h}; the limit is {MAX_SIDE} pixels a side and "
+            f"{MAX_PIXELS // 10**6} MP; downscale it first"
+        )
+
+
+def _open(path: Path, what: str, min_side: int = MIN_SIDE) -> Image.Image:
+    """The image of ``path``, decoded only once the size its header declares is within the
+    limits: a 1 MB PNG may declare 300 MP, 1.2 GB once decoded."""
+    _check_file(path, what)
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        im = Image.open(path)
+        with warnings.catch_warnings():
+            # Pillow warns past MAX_IMAGE_PIXELS; we refuse such an image ourselves, below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)  # reads the header only
+        try:
+            _check_size(path, what, *im.size, min_side)
+        except Photo3DError:
+            im.close()
+            raise
         im.load()
     except PermissionError:
         raise Photo3DError(f"cannot read {what} {str(path)!r}: permission denied") from None
@@ -92,14 +127,6 @@ def load_image(path: str | Path) -> Photo:
         im = ImageOps.exif_transpose(im)
     except Exception:
         pass  # a broken orientation tag: keep the pixels as stored
-    w, h = im.size
-    if min(w, h) < MIN_SIDE:
-        raise Photo3DError(f"image {str(path)!r} is {w}x{h}; photos must be at least {MIN_SIDE}x{MIN_SIDE} pixels")
-    if max(w, h) > MAX_SIDE or w * h > MAX_PIXELS:
-        raise Photo3DError(
-            f"image {str(path)!r} is {w}x{h}; the limit is {MAX_SIDE} pixels a side and "
-            f"{MAX_PIXELS // 10**6} MP; downscale it first"
-        )
     return Photo(_to_uint8_rgb(im), exif_fov)
 
 
@@ -117,8 +144,7 @@ def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _read_depth_array(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        if not path.exists():
-            raise Photo3DError(f"depth map {str(path)!r} does not exist")
+        _check_file(path, "depth map")
         try:
             a = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -130,7 +156,7 @@ def _read_depth_array(path: Path) -> np.ndarray:
         raise Photo3DError(
             f"depth map {str(path)!r}: .exr is not supported; save it as a 16-bit PNG or a .npy array"
         )
-    im = _open(path, "depth map")
+    im = _open(path, "depth map", min_side=1)  # a coarse depth map is resized to the photo
     if im.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
         warn(f"depth map {str(path)!r} is in color ({im.mode}); using its luminance")
         im = im.convert("L")
@@ -172,3 +198,85 @@ def load_depth_map(path: str | Path, shape: tuple[int, int], kind: str = "dispar
         )
         a = resize_map(a, shape)
     return a.astype(np.float32)
+
+
+# -- outputs ------------------------------------------------------------------------------
+
+#: A temporary file: ``.NAME.partial-PID`` or ``.NAME.partial-PID.EXT`` (the extension kept
+#: last where the writer needs it: ffmpeg's muxer, numpy's .npy), renamed to NAME when complete.
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.partial-(?P<pid>[0-9]+)(?:\.[^.]*)?")
+
+
+def partial_name(path: Path, suffix: str = "") -> Path:
+    """The temporary name ``path`` is written under by this process."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}{suffix}")
+
+
+def parse_partial(name: str) -> tuple[str, int] | None:
+    """(the final file's name, the writer's pid) of a temporary file's name, or None."""
+    m = _PARTIAL.fullmatch(name)
+    return (m["name"], int(m["pid"])) if m else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie counts as running)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: assume it runs
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(directory: Path, owns: Callable[[str], bool] = lambda name: True,
+                          pids: Iterable[int] | None = None, recursive: bool = False) -> int:
+    """Remove the temporary files in ``directory`` (and below, if ``recursive``) whose final
+    name ``owns`` accepts and whose writer is dead: a killed process (SIGKILL, a crash, a
+    power cut) never removed them. pids: only those of these processes (still only once
+    dead); None: of any dead process. A live process's are never touched. The pid is
+    checked on this machine: on a folder shared between machines another one's writer is
+    only known dead if its pid is free here too. Returns how many were removed."""
+    only = None if pids is None else set(pids)
+    n = 0
+    if not directory.is_dir():
+        return 0
+    for p in (directory.rglob if recursive else directory.glob)(".*.partial-*"):
+        parsed = parse_partial(p.name)
+        if parsed is None or not owns(parsed[0]) or (only is not None and parsed[1] not in only):
+            continue
+        if parsed[1] != os.getpid() and not pid_alive(parsed[1]) and p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def check_output(path: Path, inputs: Iterable[str | Path | None] = (), what: str = "output") -> None:
+    """Photo3DError, before any work, for an output that cannot be written: a directory, or
+    one of ``inputs`` (under any name: a hard or symbolic link), which would be replaced."""
+    path = Path(path)
+    if path.is_dir():
+        raise Photo3DError(f"{what} {str(path)!r} is a directory; give a file name inside it")
+    for source in inputs:
+        if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise Photo3DError(f"{what} {str(path)!r} is the input {str(source)!r}; writing it would "
+                               f"destroy the input, so choose another output name")
+
+
+def write_atomic(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
+    """Write ``path`` through ``write(temporary path)`` and rename it into place when
+    complete, so that ``path`` is either whole or absent; the temporary file is removed on
+    any failure. A failed write (a full disk, a lost permission) is a Photo3DError."""
+    tmp = partial_name(path, suffix)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise Photo3DError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

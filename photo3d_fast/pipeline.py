@@ -22,7 +22,7 @@ from .depth.guided import guided_upsample
 from .device import resolve_device
 from .errors import Photo3DError, notice
 from .inpaint import resolve_inpaint
-from .io import Photo, load_depth_map, load_image, resize_map
+from .io import Photo, check_output, load_depth_map, load_image, remove_stale_partials, resize_map, write_atomic
 from .render import Renderer
 from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
 from .scene.ldi import build_ldi, ldi_params_for_motion
@@ -246,20 +246,17 @@ def write_depth(image_path: str | Path | None, out_path: str | Path, *, depth: s
     suffix = out_path.suffix.lower()
     if suffix not in (".png", ".npy"):
         raise Photo3DError(f"depth output {str(out_path)!r} must end in .png (16-bit) or .npy")
+    check_output(out_path, [image_path], "depth output")
     if not out_path.parent.resolve().is_dir() or not os.access(out_path.parent.resolve(), os.W_OK):
         raise Photo3DError(f"cannot write {str(out_path)!r}: directory {str(out_path.parent)!r} is missing or not writable")
+    remove_stale_partials(out_path.parent, lambda name: name == out_path.name)
     photo = load_image(image_path)
     options = EngineOptions(runtime, precision, device, weights, fetch=not offline)
     disparity, note = estimate_disparity(photo.rgb, depth, options, quiet)
     disparity = normalize_disparity(disparity)
-    tmp = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}{suffix}")
-    try:
-        if suffix == ".png":
-            Image.fromarray((disparity * 65535.0 + 0.5).astype(np.uint16)).save(tmp)
-        else:
-            np.save(tmp, disparity.astype(np.float32))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if suffix == ".png":
+        write_atomic(out_path, Image.fromarray((disparity * 65535.0 + 0.5).astype(np.uint16)).save, suffix)
+    else:
+        write_atomic(out_path, lambda tmp: np.save(tmp, disparity.astype(np.float32)), suffix)
     notice(f"wrote {out_path} ({note})", quiet)
     return out_path

@@ -282,6 +282,7 @@ class _SpyProcess:
     a spawned child would inherit at start()."""
 
     started: list[str | None]
+    pid = None  # never started
 
     def __init__(self, target, args, name, daemon):
         self.args = args

@@ -7,6 +7,7 @@ others were made), 2 usage error (bad INPUT, OUTDIR or option), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -116,19 +117,31 @@ def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = N
     address. Raises Photo3DError for a usage error and KeyboardInterrupt (after writing
     the report and removing partial files) when interrupted."""
     outdir = Path(outdir)
+    if workers is not None and workers < 1:
+        raise Photo3DError(f"--workers {workers} must be at least 1")
+    runner = make_runner(workers=workers, gpus=gpus, ray=ray)
+    # the folders this batch creates, deepest first: a usage error removes them again
+    created = [d for d in (outdir, *outdir.absolute().parents) if not d.exists()]
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise Photo3DError(f"cannot create output folder {str(outdir)!r}: {e.strerror}") from None
     if not os.access(outdir, os.W_OK):
         raise Photo3DError(f"output folder {str(outdir)!r} is not writable")
-    if workers is not None and workers < 1:
-        raise Photo3DError(f"--workers {workers} must be at least 1")
+    try:
+        return _run(source, outdir, runner, quiet, options)
+    except Photo3DError:
+        for d in created:
+            with contextlib.suppress(OSError):  # not empty: keep it
+                d.rmdir()
+        raise
+
+
+def _run(source: str | Path, outdir: Path, runner: LocalRunner | RayRunner, quiet: bool, options: dict) -> dict:
     started = time.time()
     with OutdirLock(outdir.resolve()):
         swept = sweep_partials(outdir)
         plan = plan_batch(source, outdir, options)
-        runner = make_runner(workers=workers, gpus=gpus, ray=ray)
         fetch_models(plan, quiet)
         results = dict(plan.results)
         n_skipped = sum(r["status"] == "skipped" for r in results.values())
@@ -149,21 +162,22 @@ def run_batch(source: str | Path, outdir: str | Path, *, workers: int | None = N
                 if not quiet:
                     tqdm.write(f"photo3d: failed: {job.photo} -> {job.clip}: {result['error']}", file=sys.stderr)
 
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         try:
             runner.run(plan.groups, onjob_result)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (cli.Terminated)
+            interrupted = e
         finally:
             bar.close()
-            sweep_partials(outdir)  # a killed worker's leftovers; we hold the lock, so none is live
+            # what this batch's killed workers left (a live process's are never touched)
+            sweep_partials(outdir, runner.pids())
         for job in plan.jobs:
             results.setdefault(job.index, job_result(job, "interrupted") if interrupted else
                                job_result(job, "failed", error="no result came back from its worker"))
-        report = _report(plan, results, source, outdir, runner, started, interrupted)
+        report = _report(plan, results, source, outdir, runner, started, interrupted is not None)
         write_json_atomic(outdir / REPORT_NAME, report)
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
     t = report["totals"]
     notice(f"batch done in {report['seconds']:.1f} s: {t['ok']} made, {t['skipped']} skipped, "
            f"{t['failed']} failed; report: {outdir / REPORT_NAME}", quiet)
@@ -209,8 +223,8 @@ clips.csv:
   cat.png,swing,5,960x540,
 
 Each photo's depth is computed once for all its clips. Clips without an output name are
-called <photo>.<hash>.mp4, the hash covering the photo and the options, so a rerun skips
-finished clips and makes the missing ones; partial files of an interrupted run are
+called <photo>.<hash>.mp4, the hash covering the photo's content and the options, so a
+rerun skips finished clips and makes the missing ones; partial files of a killed run are
 removed. A bad photo or row is reported and skipped. The report is
 OUTDIR/photo3d_batch_report.json. Exit status: 0 all clips made (or already there),
 1 some clips failed, 2 usage error, 130 interrupted.

@@ -44,6 +44,11 @@ class RayRunner:
     def describe(self) -> str:
         return self._what
 
+    def pids(self) -> None:
+        """Unknown: the actors' processes are on the cluster's nodes. None lets the batch
+        remove the partial files of every process that is dead on this machine."""
+        return None
+
     def run(self, groups: list[list[Job]], on_result: OnResult) -> None:
         import ray
 

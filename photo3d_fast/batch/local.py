@@ -11,6 +11,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from typing import Iterable, Mapping
 
@@ -83,10 +84,50 @@ def _interrupt_once(signum, frame) -> None:
         raise KeyboardInterrupt
 
 
-def _worker_main(slot: int, gpu: str | None, threads: int, tasks, results) -> None:
+#: Seconds between two looks of a worker at its parent, and the most a worker whose parent
+#: died takes to stop its writers before it exits anyway.
+_PARENT_POLL_S = 0.5
+_ORPHAN_GRACE_S = 30.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Stop this worker, as SIGTERM does, when the batch that started it dies (kill -9, a
+    crash): an orphan would go on making clips and renaming them into OUTDIR without the
+    batch's lock. On Linux the kernel sends SIGTERM at once (PR_SET_PDEATHSIG); everywhere
+    a watchdog thread also polls the parent, which covers the parent dying before prctl
+    and the platforms without it."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+
+    def watch() -> None:
+        while os.getppid() == parent_pid and (parent is None or parent.is_alive()):
+            time.sleep(_PARENT_POLL_S)
+        if os.name == "posix":
+            os.kill(os.getpid(), signal.SIGTERM)  # interrupts a blocking call too
+        else:
+            import _thread
+
+            _thread.interrupt_main()
+        time.sleep(_ORPHAN_GRACE_S)
+        os._exit(INTERRUPTED_EXIT)  # the main thread is stuck; its partial files go at the next run
+
+    threading.Thread(target=watch, name="photo3d-parent-watch", daemon=True).start()
+
+
+def _worker_main(slot: int, gpu: str | None, threads: int, tasks, results, parent_pid: int | None = None) -> None:
     """Entry point of a worker process: take groups from ``tasks`` until None."""
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)
@@ -118,6 +159,12 @@ class LocalRunner:
         self.visible = worker_visible_devices(slots, os.environ)
         self.threads = max(1, _cores() // len(slots))
         self.max_restarts = max_restarts
+        self._pids: set[int] = set()
+
+    def pids(self) -> set[int]:
+        """The worker processes this runner started (this process's own partial files are
+        removed by its writers)."""
+        return set(self._pids)
 
     def describe(self) -> str:
         if self.slots[0] is None:
@@ -148,9 +195,11 @@ class LocalRunner:
             # a spawned child reads it before importing torch: the parent's entry, not the index
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
         try:
-            p = ctx.Process(target=_worker_main, args=(slot, gpu, self.threads, tasks, results),
+            p = ctx.Process(target=_worker_main, args=(slot, gpu, self.threads, tasks, results, os.getpid()),
                             name=f"photo3d-worker-{slot}", daemon=True)
             p.start()
+            if p.pid is not None:
+                self._pids.add(p.pid)
         finally:
             if gpu is not None:
                 if saved is None:

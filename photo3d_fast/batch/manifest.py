@@ -9,9 +9,11 @@ processes) and ``cluster`` (Ray actors) decide *where*; ``batch.cli`` runs it al
   an output path. Jobs that share a photo and its depth/scene options form a group, whose
   depth (``prepare_photo``) is computed once and reused by all its clips.
 - Names: a clip without an explicit ``output`` is named ``<photo stem>.<hash>.mp4``, the
-  hash (8 hex digits) covering the photo's relative path and the options that differ
-  from the defaults, so the same options always give the same name and a rerun can skip
-  what exists. An explicit ``output`` gets a hidden sidecar recording that hash instead.
+  hash (8 hex digits) covering the photo's relative path, the content of the files the
+  clip reads (photo, depth map, keyframes) and the options that differ from the defaults,
+  so the same inputs always give the same name and a rerun can skip what exists, while a
+  photo replaced under its name is made again. An explicit ``output`` (a name inside
+  OUTDIR, not hidden) gets a hidden sidecar recording that hash instead.
 - Clips are written under a temporary name and renamed when complete (the writers do
   this), so an existing output is a finished clip; a rerun redoes only the missing ones.
 - The report, ``OUTDIR/photo3d_batch_report.json``, lists every clip with its status
@@ -31,10 +33,13 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
+from ..clip import option_files
 from ..config import ClipOptions, convert_options
 from ..depth import is_depth_method
 from ..errors import Photo3DError
+from ..io import check_output, pid_alive, remove_stale_partials, write_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 REPORT_NAME = "photo3d_batch_report.json"
@@ -94,8 +99,20 @@ def resolve_files(options: dict, base: Path, outdir: Path) -> dict:
     if "weights" in out:
         out["weights"] = str((base / out["weights"]).resolve())
     if "frames" in out:
-        out["frames"] = str((outdir / out["frames"]).resolve())
+        out["frames"] = str((outdir / name_in_outdir(out["frames"], "frames", outdir)).resolve())
     return out
+
+
+def name_in_outdir(name: str | Path, column: str, outdir: Path) -> Path:
+    """``name`` (a manifest's ``output`` or ``frames``) as a path relative to OUTDIR; a batch
+    writes nowhere else. Photo3DError for an absolute name, one with ``..``, one that is
+    OUTDIR itself, or one that a symbolic link inside OUTDIR leads out of it."""
+    rel = Path(str(name).strip())
+    outdir = outdir.resolve()
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts \
+            or not (outdir / rel).resolve().is_relative_to(outdir):
+        raise Photo3DError(f"{column} {str(name)!r} must be a relative name inside OUTDIR")
+    return rel
 
 
 def _rel(value: str, base: Path) -> str:
@@ -122,10 +139,31 @@ def normalize(options: dict, base: Path, outdir: Path) -> dict:
     return dict(sorted(flat.items()))
 
 
-def options_key(photo: str, normalized: dict) -> str:
-    """8 hex digits naming the clip of ``photo`` with these (normalised) options."""
-    text = json.dumps({"photo": photo, "options": normalized}, sort_keys=True, default=str)
+def options_key(photo: str, normalized: dict, content: str | None = None) -> str:
+    """8 hex digits naming the clip of ``photo`` with these (normalised) options; content:
+    the digest of the files it reads (``content_digest``), so that a photo replaced under
+    the same name makes a new clip."""
+    text = json.dumps({"photo": photo, "options": normalized, "content": content}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def content_digest(files: list[str | Path], cache: dict | None = None) -> str | None:
+    """sha256 of the bytes of ``files`` (the photo, a depth map, a keyframe file), or None
+    if one cannot be read (the job then fails with the reason). cache: digests by (path,
+    size, mtime), so that a photo of several rows is read once per plan."""
+    cache = {} if cache is None else cache
+    digest = hashlib.sha256()
+    for name in files:
+        try:
+            st = os.stat(name)
+            key = (str(name), st.st_size, st.st_mtime_ns)
+            if key not in cache:
+                with open(name, "rb") as f:
+                    cache[key] = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None
+        digest.update(cache[key].encode())
+    return digest.hexdigest()
 
 
 def _group_key(image: str, options: dict) -> str:
@@ -145,6 +183,9 @@ def _read_manifest(path: Path) -> list[tuple[int, dict | Exception]]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise Photo3DError(f"cannot read manifest {str(path)!r}: {e}") from None
+    if not text.strip():
+        raise Photo3DError(f"manifest {str(path)!r} is empty; it needs a header row with an 'image' column "
+                           f"(CSV) or one JSON object per line (JSONL)")
     rows: list[tuple[int, dict | Exception]] = []
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
@@ -208,6 +249,7 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
     plan = BatchPlan()
     cli = resolve_files(convert_options(defaults), Path.cwd(), outdir)
     seen: dict[str, Job] = {}
+    digests: dict = {}
     for n, row in rows:
         index = len(plan.entries)
         entry = {"index": index, "row": n, "photo": None, "clip": None, "options": {}}
@@ -223,11 +265,15 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
             options = {**cli, **resolve_files(row_options, base, outdir)}
             normalized = normalize(options, base, outdir)
             entry["options"] = normalized
-            key = options_key(photo, normalized)
-            if row.get("output"):
-                clip = Path(str(row["output"]).strip())
-                if clip.is_absolute() or ".." in clip.parts:
-                    raise Photo3DError(f"output {str(clip)!r} must be a relative name inside OUTDIR")
+            image = str((base / photo).resolve())
+            key = options_key(photo, normalized, content_digest([image, *option_files(ClipOptions.from_flat(options))],
+                                                                 digests))
+            if str(row.get("output") or "").strip():
+                clip = name_in_outdir(row["output"], "output", outdir)
+                if clip.name.startswith(".") or clip.as_posix() == REPORT_NAME:
+                    # hidden names are the batch's own: temporary files, sidecars, the lock
+                    raise Photo3DError(f"output {str(row['output'])!r} must not start with '.' or be "
+                                       f"the report's name")
                 if not clip.suffix:
                     clip = clip.with_name(clip.name + ".mp4")
                 sidecar = True
@@ -238,7 +284,7 @@ def plan_batch(source: str | Path, outdir: str | Path, defaults: dict | None = N
                 sidecar = False
             clip_s = clip.as_posix()
             entry["clip"] = clip_s
-            image = str((base / photo).resolve())
+            check_output(outdir / clip, [image])
             job = Job(index, clip_s, photo, image, options, normalized, key,
                       _group_key(image, options), str(outdir / clip), sidecar, n)
             if clip_s in seen:
@@ -288,12 +334,9 @@ def is_finished(job: Job) -> bool:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``data`` as JSON in ``path``, atomically; Photo3DError if it cannot be written."""
+    text = json.dumps(data, indent=1, default=str) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def record_finished(job: Job) -> None:
@@ -308,14 +351,11 @@ def job_result(job: Job, status: str, **extra) -> dict:
             "seconds": {"depth": 0.0, "render_encode": 0.0}, "frames": 0, "error": None, **extra}
 
 
-def sweep_partials(outdir: Path) -> int:
-    """Remove temporary files a killed run left in OUTDIR (only while holding the lock)."""
-    n = 0
-    for p in outdir.rglob(".*.partial-*"):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+def sweep_partials(outdir: Path, pids: Iterable[int] | None = None) -> int:
+    """Remove the temporary files that dead processes left under OUTDIR: of ``pids`` (this
+    batch's workers), or of any dead process (a killed earlier run) when None. A live
+    process's (a ``photo3d render`` writing there) are never touched."""
+    return remove_stale_partials(outdir, pids=pids, recursive=True)
 
 
 class OutdirLock:
@@ -336,7 +376,7 @@ class OutdirLock:
                     other = json.loads(self.path.read_text())
                 except (OSError, ValueError):
                     other = {}
-                if other.get("host") == me["host"] and not _alive(int(other.get("pid", 0))):
+                if other.get("host") == me["host"] and not pid_alive(int(other.get("pid", 0))):
                     self.path.unlink(missing_ok=True)
                     continue
                 raise Photo3DError(
@@ -351,17 +391,3 @@ class OutdirLock:
     def __exit__(self, *exc) -> None:
         if self.held:
             self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there; keep the lock
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

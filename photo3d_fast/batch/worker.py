@@ -65,7 +65,7 @@ def _render_job(job: Job, prepared: PreparedPhoto | None, error: str | None, dep
     try:
         out = Path(job.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        clip = write_clip(prepared, ClipOptions.from_flat(job.options), out, quiet=True)
+        clip = write_clip(prepared, ClipOptions.from_flat(job.options), out, quiet=True, inputs=[job.image])
         record_finished(job)
         result.update(status="ok", frames=clip.frames)
     except Exception as e:

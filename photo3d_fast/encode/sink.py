@@ -322,7 +322,10 @@ class FfmpegSink(FrameSink):
         rc = self._proc.wait()
         if rc != 0:
             raise self._describe(RuntimeError(f"exit code {rc}"))
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as e:  # the output became a directory, or lost its permission, meanwhile
+            raise Photo3DError(f"cannot write {self.path}: {e.strerror or e}; nothing was saved") from None
         self._stderr.close()
         return self.path
 

@@ -37,14 +37,13 @@ zoom linearly.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..config import PathConfig
+from ..config import PATH_ALIASES, PATH_PRESETS, PathConfig, read_keyframes
 from ..errors import Photo3DError
 from .camera import zoom_intrinsics
 
@@ -54,8 +53,8 @@ BASE_RADIUS = 0.035
 #: Forward travel at amount=1, as a fraction of the near depth.
 BASE_DOLLY = 0.2
 
-PRESETS = ("swing", "circle", "dolly", "zoom", "vertigo")
-ALIASES = {"ken-burns": "zoom", "kenburns": "zoom", "dolly-zoom": "vertigo", "dollyzoom": "vertigo"}
+PRESETS = PATH_PRESETS  # the choices live with the options, in config
+ALIASES = PATH_ALIASES
 
 
 @dataclass(frozen=True)
@@ -172,59 +171,17 @@ def _catmull_rom(ts: np.ndarray, values: np.ndarray, s: np.ndarray) -> np.ndarra
 
 def keyframe_path(path: str | Path, n_frames: int, amount: float) -> CameraPath:
     """A path interpolated from a JSON keyframe file (format in the module docstring)."""
-    path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise Photo3DError(f"keyframe file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise Photo3DError(f"cannot read keyframe file {str(path)!r}: {e}") from None
-    except json.JSONDecodeError as e:
-        raise Photo3DError(f"keyframe file {str(path)!r} is not valid JSON: {e}") from None
-    frames = spec.get("keyframes") if isinstance(spec, dict) else None
-    if not isinstance(frames, list) or not frames:
-        raise Photo3DError(f"keyframe file {str(path)!r} needs a non-empty list under \"keyframes\"")
-
-    ts, positions, orient, zooms = [], [], [], []
-    kinds = set()
-    for k, f in enumerate(frames):
-        where = f"keyframe {k} of {str(path)!r}"
-        try:
-            t = float(f.get("t", k / max(1, len(frames) - 1)))
-            pos = np.asarray(f.get("position", [0.0, 0.0, 0.0]), np.float64).reshape(3)
-            zoom = float(f.get("zoom", 1.0))
-            if "look_at" in f:
-                kinds.add("look_at")
-                orient.append(np.asarray(f["look_at"], np.float64).reshape(3))
-            else:
-                kinds.add("rotation")
-                orient.append(np.asarray(f.get("rotation", [0.0, 0.0, 0.0]), np.float64).reshape(3))
-        except (AttributeError, TypeError, ValueError):
-            raise Photo3DError(
-                f"{where} must be an object with numbers: t, position [x,y,z], "
-                "look_at [x,y,z] or rotation [deg,deg,deg], zoom"
-            ) from None
-        if not (0.0 <= t <= 1.0) or (ts and t <= ts[-1]):
-            raise Photo3DError(f"{where}: t={t} must be in [0, 1] and increase from keyframe to keyframe")
-        if not (0.05 <= zoom <= 20.0):
-            raise Photo3DError(f"{where}: zoom={zoom} must be between 0.05 and 20")
-        ts.append(t)
-        positions.append(pos * amount)
-        zooms.append(zoom)
-    if len(kinds) > 1:
-        raise Photo3DError(f"keyframes of {str(path)!r} mix look_at and rotation; use one kind for all")
-
-    ts_a = np.asarray(ts)
-    loop = bool(spec.get("loop", False))
-    s = np.arange(n_frames) / n_frames if loop else np.linspace(0.0, 1.0, n_frames)
-    s = np.clip(s, ts_a[0], ts_a[-1])
-    pos = _catmull_rom(ts_a, np.stack(positions), s)
-    ori = _catmull_rom(ts_a, np.stack(orient), s)
-    if "look_at" in kinds:
+    keys = read_keyframes(path)  # checked: every number finite and in range
+    ts = np.asarray(keys.t)
+    s = np.arange(n_frames) / n_frames if keys.loop else np.linspace(0.0, 1.0, n_frames)
+    s = np.clip(s, ts[0], ts[-1])
+    pos = _catmull_rom(ts, np.asarray(keys.positions, np.float64) * amount, s)
+    ori = _catmull_rom(ts, np.asarray(keys.orientations, np.float64), s)
+    if keys.orientation == "look_at":
         rots = np.stack([look_at(p, o) for p, o in zip(pos, ori)])
     else:
         rots = np.stack([euler_xyz(o) for o in ori])
-    zoom = np.interp(s, ts_a, np.asarray(zooms))
+    zoom = np.interp(s, ts, np.asarray(keys.zoom))
     return CameraPath(_poses(pos, rots), zoom)
 
 
