@@ -57,6 +57,8 @@ def _commit() -> str:
 def bench_server(previewer: Previewer, sizes: list[str], kernels: list[str], reps: int) -> list[dict]:
     import torch
 
+    from photo3d_fast.preview.options import check_request, frame_camera
+    from photo3d_fast.preview.server import CAMERA_FIELDS
     from photo3d_fast.scene.paths import preset_path
     from photo3d_fast.render import Renderer
     from photo3d_fast.scene.camera import scale_intrinsics
@@ -73,8 +75,8 @@ def bench_server(previewer: Previewer, sizes: list[str], kernels: list[str], rep
         for name in sizes:
             size = SIZES[name]
             K = scale_intrinsics(sc.ldi.K, sc.ldi.size, size)
-            request = {"image": "coffee.jpg", "c2w": pose.ravel().tolist(), "K": K.ravel().tolist(),
-                       "width": size[0], "height": size[1]}
+            request = check_request({"image": "coffee.jpg", "c2w": pose.ravel().tolist(), "K": K.ravel().tolist(),
+                                     "width": size[0], "height": size[1]}, own=CAMERA_FIELDS)
             previewer.scene("coffee.jpg").renderer = renderer
             times, render_times = [], []
             for i in range(reps + 2):
@@ -83,7 +85,7 @@ def bench_server(previewer: Previewer, sizes: list[str], kernels: list[str], rep
                 if frame.is_cuda:
                     torch.cuda.synchronize()
                 t1 = time.perf_counter()
-                previewer.frame_jpeg(request)
+                previewer.frame_jpeg(request.image, request.scene, *frame_camera(request.own))
                 t2 = time.perf_counter()
                 if i >= 2:
                     render_times.append((t1 - t0) * 1e3)
