@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from photo3d_fast.depth.condition import condition_disparity
+from photo3d_fast.depth.condition import condition_disparity, join_foreground
 from photo3d_fast.inpaint import background_sources, fill_behind
 from photo3d_fast.ops import splat as ref
 from photo3d_fast.ops.grow import discontinuities
@@ -78,6 +78,27 @@ def test_a_thin_pole_survives():
     out = condition_disparity(rgb, disp, EDGE)
     assert float(out[:, 15:17].min()) > 0.85
     assert float(out[:, :14].max()) < 0.25 and float(out[:, 18:].max()) < 0.25
+
+
+def test_flying_pixels_join_the_foreground():
+    """Fringe pixels whose disparity lies between a foreground and the background, with a
+    colour that gives the median no side (mixed, like hair against a wall), end up on the
+    foreground; a surface sloping in steps below the threshold is left alone."""
+    h, w = 24, 40
+    rgb = _grey(h, w, 0.2)
+    rgb[:, 20:] = 0.8
+    rgb[:, 20] = 0.5  # mixed colour at the silhouette
+    disp = torch.full((h, w), 0.2)
+    disp[:, 21:] = 0.8
+    disp[:, 20] = 0.5  # a column between the surfaces
+    assert float(((disp - 0.2).abs() > EDGE).logical_and((disp - 0.8).abs() > EDGE).float().sum()) > 0
+    out = condition_disparity(rgb, disp, EDGE)
+    flying = ((out - 0.2).abs() > EDGE) & ((out - 0.8).abs() > EDGE)
+    assert not bool(flying.any())
+    assert float(out[:, 20].min()) > 0.8 - EDGE  # joined the foreground, not the wall
+    assert float(out[:, :18].max()) < 0.2 + EDGE
+    slope = (0.2 + 0.6 * EDGE * torch.arange(w, dtype=torch.float32))[None].expand(h, w).contiguous()
+    assert torch.equal(join_foreground(slope, EDGE), slope)
 
 
 @pytest.mark.parametrize("kind", ["planes", "thin"])
