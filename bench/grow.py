@@ -1,14 +1,18 @@
 """Time of the LDI build (scene.ldi.build_ldi: the op ``grow`` per back layer) on a real photo.
 
-    python bench/grow.py [--photo PATH] [--heights 540 1080] [--layers 2] [--kernels torch]
+    python bench/grow.py [--photo PATH] [--heights 540 1080] [--layers 2] [--kernels torch,cpp]
                          [--repeat 3] [--json out.json]
 
 The photo (default: the bundled coffee.jpg) is resized to each height (aspect kept), its
 depth estimated by the cue estimator (``--depth cues``), and the clip planned as
 bench/artifacts.py plans it (path circle, amount 1.5, the photo's own size); band and
-edge threshold come from ``ldi_params_for_motion`` for that path. Prints, per height: the
-working size, band (px), edge threshold, back-layer pixels per layer, and the median wall
-time of build_ldi over --repeat runs (after one warm-up run) on the CPU. Not a test.
+edge threshold come from ``ldi_params_for_motion`` for that path. ``--kernels``: one
+implementation or several, comma-separated, each timed on the same inputs in the same run.
+Prints one row per height and implementation: the working size, band (px), edge threshold,
+the backend ``select("grow", ...)`` picked, back-layer pixels per layer, and the median
+wall times over --repeat runs (after one warm-up run) on the CPU of the op ``grow`` alone
+(its grow_back_layer calls within build_ldi, summed over layers) and of the whole
+build_ldi. Not a test.
 """
 
 from __future__ import annotations
@@ -28,8 +32,33 @@ from PIL import Image
 
 from photo3d_fast.config import ClipOptions
 from photo3d_fast.io import Photo, load_image
+from photo3d_fast.ops.backends import check_kernels, select
 from photo3d_fast.pipeline import SAMPLE_IMAGE, engine_options, plan_clip, prepare_photo
 from photo3d_fast.scene.ldi import build_ldi, ldi_params_for_motion
+
+
+class GrowTimer:
+    """Times the grow_back_layer calls of an implementation module while active (build_ldi
+    calls it through the module): ``ms`` sums them."""
+
+    def __init__(self, module) -> None:
+        self.module, self.ms = module, 0.0
+
+    def __enter__(self):
+        self.original = self.module.grow_back_layer
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.ms += 1000 * (time.perf_counter() - t0)
+
+        self.module.grow_back_layer = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.module.grow_back_layer = self.original
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,19 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo", default=str(SAMPLE_IMAGE))
     ap.add_argument("--heights", type=int, nargs="+", default=[540, 1080])
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--kernels", default="torch")
+    ap.add_argument("--kernels", default="torch", help="implementations, comma-separated (torch,cpp)")
     ap.add_argument("--path", default="circle")
     ap.add_argument("--amount", type=float, default=1.5)
     ap.add_argument("--depth", default="cues")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    for k in kernels:
+        check_kernels(k)
     options = ClipOptions.from_flat({"preset": args.path, "amount": args.amount, "depth": args.depth,
-                                     "kernels": args.kernels, "device": "cpu", "duration": 4.0, "fps": 30.0})
+                                     "kernels": kernels[0], "device": "cpu", "duration": 4.0, "fps": 30.0})
     photo = load_image(args.photo)
     rows = []
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; kernels={args.kernels}, layers={args.layers}")
-    print(f"{'height':>6} {'size':>10} {'band':>5} {'edge':>8} {'layer px':>18} {'ldi ms':>9}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; kernels={','.join(kernels)}, "
+          f"layers={args.layers}")
+    print(f"{'height':>6} {'size':>10} {'band':>5} {'edge':>8} {'kernels':>8} {'layer px':>18} {'grow ms':>9} "
+          f"{'ldi ms':>9}")
     for height in args.heights:
         h0, w0 = photo.rgb.shape[:2]
         size = (round(w0 * height / h0), height)
@@ -59,22 +93,29 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_clip(prepared, options)
         work = (plan.rgb.shape[1], plan.rgb.shape[0])
         band, edge = ldi_params_for_motion(plan.K, plan.depth, plan.path.max_translation(), work)
+        for k in kernels:
+            backend, module = select("grow", k, "cpu")
 
-        def build():
-            return build_ldi(plan.rgb, plan.depth, plan.K, layers=args.layers, band=band, edge_disparity=edge,
-                             device="cpu", kernels=args.kernels)
+            def build():
+                with GrowTimer(module) as timer:
+                    t0 = time.perf_counter()
+                    ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=args.layers, band=band,
+                                    edge_disparity=edge, device="cpu", kernels=k)
+                    return ldi, 1000 * (time.perf_counter() - t0), timer.ms
 
-        ldi = build()  # warm-up
-        times = []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            build()
-            times.append(1000 * (time.perf_counter() - t0))
-        px = [int(v.sum()) for v in ldi.valid[1:]]
-        ms = statistics.median(times)
-        rows.append({"height": height, "size": list(work), "band": band, "edge_disparity": edge, "layer_px": px,
-                     "ldi_ms": ms, "ldi_ms_all": times})
-        print(f"{height:>6} {'x'.join(map(str, work)):>10} {band:>5} {edge:8.5f} {px!s:>18} {ms:9.0f}", flush=True)
+            ldi, _, _ = build()  # warm-up
+            times, grow_times = [], []
+            for _ in range(args.repeat):
+                _, ms, grow_ms = build()
+                times.append(ms)
+                grow_times.append(grow_ms)
+            px = [int(v.sum()) for v in ldi.valid[1:]]
+            ms, grow_ms = statistics.median(times), statistics.median(grow_times)
+            rows.append({"height": height, "size": list(work), "band": band, "edge_disparity": edge, "kernels": k,
+                         "backend": backend, "layer_px": px, "grow_ms": grow_ms, "grow_ms_all": grow_times,
+                         "ldi_ms": ms, "ldi_ms_all": times})
+            print(f"{height:>6} {'x'.join(map(str, work)):>10} {band:>5} {edge:8.5f} {backend:>8} {px!s:>18} "
+                  f"{grow_ms:9.0f} {ms:9.0f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"options": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
                                         indent=1))

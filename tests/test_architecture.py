@@ -186,7 +186,7 @@ def test_select_falls_back_to_reference_on_cpu(name, monkeypatch):
     assert backends.select(name, "auto", "cpu") == ("torch", importlib.import_module(f"photo3d_fast.ops.{name}"))
 
 
-@pytest.mark.parametrize("name", ["splat", "fill"])
+@pytest.mark.parametrize("name", ["splat", "fill", "grow"])
 def test_select_prefers_cpp_on_cpu(name):
     """Where the C++ CPU kernels load, auto on the CPU picks them for the ops they implement."""
     from photo3d_fast.ops import backends
@@ -206,4 +206,4 @@ def test_named_gpu_backend_refuses_cpu_tensors(monkeypatch):
     with pytest.raises(Photo3DError, match="kernels cuda runs on CUDA devices, not cpu"):
         backends.select("splat", "cuda", "cpu")
     # an op without a CUDA twin runs its next implementation, as auto would
-    assert backends.select("grow", "cuda", "cpu")[0] == "torch"
+    assert backends.select("grow", "cuda", "cpu")[0] == backends.select("grow", "auto", "cpu")[0]

@@ -121,7 +121,7 @@ def test_cpu_install_falls_back_silently(monkeypatch, capsys):
     monkeypatch.setattr(backends, "cpp_status", lambda: (True, "C++ CPU kernels"))
     assert backends.select("splat", "auto", "cpu")[0] == "cpp"
     assert backends.select("fill", "auto", "cpu")[0] == "cpp"
-    assert backends.select("grow", "auto", "cpu")[0] == "torch"
+    assert backends.select("grow", "auto", "cpu")[0] == "cpp"
     assert backends.select("nv12", "auto", "cpu")[0] == "torch"
     assert capsys.readouterr().err == ""
 
@@ -151,7 +151,7 @@ def test_cpp_is_a_cpu_backend(fake_gpu, capsys):
     assert capsys.readouterr().err == ""
     with pytest.raises(Photo3DError, match="kernels cpp runs on the CPU, not cuda"):
         backends.select("splat", "cpp", "cuda")
-    assert backends.select("grow", "cpp", "cuda")[0] == "torch"  # no cpp twin: the next one, as auto
+    assert backends.select("nv12", "cpp", "cuda")[0] == "torch"  # no cpp twin: the next one, as auto
 
 
 def test_doctor_shows_the_probe_per_gpu(fake_gpu):

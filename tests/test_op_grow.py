@@ -7,21 +7,26 @@ reaches it along the line from that seed (``reach``), with colors from the far s
 | reference | photo3d_fast/ops/grow.py (discontinuities, seed_surfaces, nearest_seed_behind, reach, grow_back_layer) |
 | Triton    | kernels/grow.py (photo3d_fast.kernels.grow: seeds, grow_back_layer) |
 | CUDA C++  | none: ``--kernels cuda`` grows with the next backend (select's rule) |
+| C++ CPU   | csrc/cpu/grow.cpp, through photo3d_fast/ops/cpu.py (seeds, grow_layer, grow_back_layer) |
 | selector  | photo3d_fast.ops.backends.select("grow", kernels, device) |
 
 First the reference: hand-checked cases of the semantics (band limit, background and a
 surface continuing in front of the seed never grown into, a pole shielding what lies
 beyond it, allowed, nested surfaces, no blended depths), jump flooding against a brute
-force nearest seed; then the Triton kernels against it, parametrised over (backend,
-device) (helpers.BACKEND_DEVICES).
+force nearest seed; then the Triton kernels and the C++ CPU twin against it, parametrised
+over (backend, device) (helpers.BACKEND_DEVICES; C++ also on larger frames, the cue depth of
+the bundled photo, and every intermediate step: seeds, surfaces, jump flooding, reach).
 
 Tolerances: seeds and band masks must be identical (comparisons of the same float32
 disparities and integer distances and steps, candidates taken in the same order); band
-depths and colors agree to 1e-5 relative (the same means, one division each).
+depths and colors agree to 1e-5 relative (the same means, one division each). The C++
+geometry is exact: seeds, surfaces, the held seeds, masks and depths equal the reference's
+bit for bit; its colors come from the C++ fill (tests/test_op_fill.py: 1e-5).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -30,6 +35,7 @@ import torch
 from helpers import (
     DEPTH_KINDS,
     backend_devices,
+    cases,
     depth_map,
     implementation,
     scene,
@@ -37,8 +43,8 @@ from helpers import (
 )
 
 from photo3d_fast.ops import grow as ref
-from photo3d_fast.scene.camera import intrinsics_from_fov
-from photo3d_fast.scene.ldi import build_ldi
+from photo3d_fast.scene.camera import disparity_to_depth, intrinsics_from_fov
+from photo3d_fast.scene.ldi import DEFAULT_EDGE_SHARE, build_ldi
 
 
 def nearest_behind_brute(depth: torch.Tensor, edge: float) -> torch.Tensor:
@@ -293,9 +299,15 @@ def test_band_beyond_the_image():
 
 # -- implementations against the reference ---------------------------------------------------
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 9), (7, 1), (17, 33), (40, 24)])
-@pytest.mark.parametrize("kind", DEPTH_KINDS)
-@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu")))
+#: Sizes (W, H) of the comparisons: the interpreter is slow, C++ also takes larger frames.
+SIZES = [(1, 1), (1, 9), (7, 1), (17, 33), (40, 24)]
+CPP_SIZES = SIZES + [(160, 90), (333, 257)]
+
+
+@pytest.mark.parametrize("backend, device, size, kind", cases({
+    ("triton", "cpu"): [(s, k) for s in SIZES for k in DEPTH_KINDS],
+    ("cpp", "cpu"): [(s, k) for s in CPP_SIZES for k in DEPTH_KINDS],
+}))
 def test_grow_back_layer_matches_reference(backend, device, size, kind):
     fast = implementation("grow", backend, device)
     w, h = size
@@ -317,12 +329,15 @@ def test_grow_back_layer_matches_reference(backend, device, size, kind):
 
 
 @pytest.mark.parametrize("band", [1, 23, 10**6])
-@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu")))
-def test_random_scenes_and_allowed_match_reference(backend, device, band):
+@pytest.mark.parametrize("backend, device, size", cases({
+    ("triton", "cpu"): [((29, 21),)],
+    ("cpp", "cpu"): [((29, 21),), ((300, 200),)],
+}))
+def test_random_scenes_and_allowed_match_reference(backend, device, size, band):
     """Random photos' depths (rough walls, blocks) with a random allowed mask, every band
     size from one pixel to beyond the image."""
     fast = implementation("grow", backend, device)
-    w, h = 29, 21
+    w, h = size
     _, depth = scene((w, h), "mixed", seed=band % 97)
     depth = torch.tensor(depth)
     color = torch.rand(h, w, 3, generator=torch.Generator().manual_seed(band))
@@ -335,7 +350,7 @@ def test_random_scenes_and_allowed_match_reference(backend, device, band):
         torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu")))
+@pytest.mark.parametrize("backend, device", backend_devices(("triton", "cpu"), "cpp"))
 def test_sloping_floor_matches_reference(backend, device):
     """A floor sloping toward the camera with boxes on it, where lines to the seeds end on
     the floor (the reach passes do the work)."""
@@ -351,7 +366,7 @@ def test_sloping_floor_matches_reference(backend, device):
     torch.testing.assert_close(a[1], b[1], rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("backend, device", backend_devices("triton"))
+@pytest.mark.parametrize("backend, device", backend_devices("triton", "cpp"))
 def test_build_ldi_equals_reference(backend, device):
     """The whole LDI, three layers, built with the implementation and with the reference."""
     implementation("grow", backend, device)
@@ -390,3 +405,151 @@ def test_launches_under_the_input_device(backend, device, monkeypatch):
     big[0, 0] = 5.0
     _, _, m = fast.grow_back_layer(torch.zeros(300, 2, 3, device=device), big, 300, 0.05)
     assert len(jumps) == len(ref.jump_steps(300)) == 10 and m.sum() == 599
+
+
+# -- the C++ CPU twin, step by step ----------------------------------------------------------
+
+CPP = backend_devices("cpp")
+
+
+@functools.cache
+def photo_depth(width: int = 480) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(color (H, W, 3) float32, z-depth (H, W) float32, edge disparity) of the bundled photo
+    at ``width``: the cue estimator's depth (``--depth cues``) between 1 and 10, the edge
+    threshold build_ldi takes by default (DEFAULT_EDGE_SHARE of the disparity range)."""
+    from PIL import Image
+
+    from photo3d_fast.depth.cues import estimate_disparity_cues
+    from photo3d_fast.pipeline import SAMPLE_IMAGE
+
+    img = Image.open(SAMPLE_IMAGE).convert("RGB")
+    img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
+    rgb = np.asarray(img)
+    depth = torch.from_numpy(disparity_to_depth(estimate_disparity_cues(rgb), 1.0, 10.0))
+    span = float(1.0 / depth.min() - 1.0 / depth.max())
+    return torch.from_numpy(rgb.astype(np.float32) / 255.0), depth, DEFAULT_EDGE_SHARE * span
+
+
+def reach_cycles(depth: torch.Tensor, band: int, edge: float) -> int:
+    """Pixels of the reference's reach whose line runs into a cycle (lines toward each pixel's
+    own seed can, where jump flooding gave neighbours seeds on either side of each other)."""
+    h, w = depth.shape
+    disp = 1.0 / depth
+    _, seeds = ref.discontinuities(depth, edge)
+    by, bx, bd, bd2 = ref.nearest_seed_behind(disp, seeds, band, edge)
+    held = (bd2 <= band * band).flatten()
+    ys = torch.arange(h, dtype=torch.int32)[:, None].expand(h, w)
+    xs = torch.arange(w, dtype=torch.int32)[None, :].expand(h, w)
+    ty, tx = ref.toward(ys, xs, by, bx)
+    root = ((ty == by) & (tx == bx)).flatten()
+    up = torch.where(root | ~held, torch.arange(h * w), (ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1)).flatten().long())
+    end = up
+    for _ in range(ref.reach_rounds(h, w) + 1):
+        end = end[end]
+    return int((up[end] != end).sum())
+
+
+def step_cases() -> list:
+    """(name, depth, band, edge, allowed) of the step-by-step comparisons."""
+    g = torch.Generator().manual_seed(11)
+    floor = (0.1 + 0.004 * torch.arange(60, dtype=torch.float32))[:, None].expand(60, 90).clone()
+    floor[10:40, 20:45] = 0.5
+    floor[25:55, 50:80] = 0.3
+    _, photo, photo_edge = photo_depth()
+    thin = depth_map((4300, 3), "extreme", seed=9)  # squared distances beyond 2^24: the int32 path
+    return [
+        ("nested", depth_map((211, 143), "nested", seed=1), 17, 0.05, None),
+        ("nested-allowed", depth_map((211, 143), "nested", seed=2), 17, 0.05, torch.rand(143, 211, generator=g) < 0.8),
+        ("mixed", torch.tensor(scene((160, 120), "mixed", 4)[1]), 30, 0.05, None),
+        ("extreme", torch.tensor(scene((97, 61), "extreme", 5)[1]), 9, 0.05, None),
+        ("rough-cycles", torch.tensor(scene((64, 48), "rough", 9)[1]), 12, 0.05, None),
+        ("floor", 1.0 / floor, 25, 0.01, None),
+        ("photo", photo, 14, photo_edge, None),
+        ("photo-wide-band", photo, 10**6, photo_edge, None),
+        ("thin-int32", thin, 40, 0.05, None),
+        ("no-edge", torch.full((20, 30), 3.0), 8, float("inf"), None),
+    ]
+
+
+@pytest.mark.parametrize("backend, device", CPP)
+def test_cpp_steps_equal_the_reference(backend, device):
+    """Every step of the C++ growth equals the reference's exactly: seeds, seed surfaces, the
+    seed each pixel holds after jump flooding (row, column, disparity, squared distance),
+    then reach's mask and the layer's depth; on nested and noisy depths, a sloping floor,
+    the bundled photo's cue depth, lines that run into cycles, an image whose squared
+    distances leave float32's exact integers (int32 rows and columns), no edge at all."""
+    cpu = implementation("grow", backend, device)
+    assert cpu.grow_back_layer.__module__ == "photo3d_fast.ops.cpu"
+    cycles = 0
+    for name, depth, band, edge, allowed in step_cases():
+        h, w = depth.shape
+        got = cpu.grow_layer(depth, band, edge, allowed, details=True)
+        disp = 1.0 / depth
+        _, seeds = ref.discontinuities(depth, edge)
+        assert torch.equal(got.seeds, seeds), name
+        assert torch.equal(cpu.seeds(depth, edge), seeds), name
+        assert torch.equal(got.surface, ref.seed_surfaces(disp, seeds, edge)), name
+        expected = ref.nearest_seed_behind(disp, seeds, min(band, h + w), edge)
+        for part, a, b in zip(("row", "column", "disparity", "d2"), got.nearest, expected):
+            assert torch.equal(a, b), f"{name}: held seed {part}"
+        _, d, m = ref.grow_back_layer(torch.zeros(h, w, 3), depth, band, edge, allowed)
+        assert torch.equal(got.mask, m), name
+        assert torch.equal(got.depth, d), name
+        assert name == "no-edge" or m.any(), name
+        if name == "rough-cycles":
+            cycles = reach_cycles(depth, band, edge)
+    assert cycles > 0, "the cycle case no longer has cycles: pick another seed"
+
+
+@pytest.mark.parametrize("backend, device", CPP)
+def test_cpp_on_the_bundled_photo(backend, device):
+    """The cue depth of the bundled photo, two nested back layers as build_ldi grows them:
+    masks and depths equal, colors to 1e-5; and build_ldi itself, conditioned depth included."""
+    cpu = implementation("grow", backend, device)
+    color, depth, edge = photo_depth()
+    d, m = stacked_layers(cpu, color, depth, 14, 3, edge)
+    d_ref, m_ref = stacked_layers(ref, color, depth, 14, 3, edge)
+    assert torch.equal(m, m_ref) and m_ref[0].sum() > 1000 and m_ref[1].any()
+    assert torch.equal(d, d_ref)
+    c = cpu.grow_back_layer(color, depth, 14, edge)[0]
+    c_ref = ref.grow_back_layer(color, depth, 14, edge)[0]
+    torch.testing.assert_close(c, c_ref, rtol=0, atol=1e-5)
+    h, w = depth.shape
+    K = intrinsics_from_fov(w, h, 55)
+    rgb = (color * 255).round().to(torch.uint8).numpy()
+    a = build_ldi(rgb, depth.numpy(), K, layers=3, band=14, device="cpu", kernels="cpp")
+    b = build_ldi(rgb, depth.numpy(), K, layers=3, band=14, device="cpu", kernels="torch")
+    assert torch.equal(a.valid, b.valid) and b.valid[2].any()
+    assert torch.equal(a.depth, b.depth)
+    torch.testing.assert_close(a.color, b.color, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend, device", CPP)
+def test_cpp_results_do_not_depend_on_threads(backend, device):
+    """Each pixel is written by one thread from the previous phase's values: 1, 2 and 3
+    threads give the same bits."""
+    cpu = implementation("grow", backend, device)
+    depth = depth_map((257, 190), "nested", seed=8)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            outs.append(cpu.grow_layer(depth, 20, 0.05, details=True))
+    finally:
+        torch.set_num_threads(threads)
+    for out in outs[1:]:
+        assert torch.equal(out.mask, outs[0].mask) and torch.equal(out.depth, outs[0].depth)
+        assert all(torch.equal(a, b) for a, b in zip(out.nearest, outs[0].nearest))
+
+
+@pytest.mark.parametrize("backend, device", CPP)
+def test_cpp_rejects_what_it_cannot_grow(backend, device):
+    cpu = implementation("grow", backend, device)
+    depth = depth_map((12, 9), "nested", seed=1)
+    with pytest.raises(ValueError, match="depth must be an"):
+        cpu.grow_back_layer(torch.zeros(9, 12, 3), depth[None], 3, 0.05)
+    with pytest.raises(ValueError, match="color must be an"):
+        cpu.grow_back_layer(torch.zeros(9, 12), depth, 3, 0.05)
+    with pytest.raises(ValueError, match="allowed must be an"):
+        cpu.grow_back_layer(torch.zeros(9, 12, 3), depth, 3, 0.05, torch.ones(9, 11, dtype=torch.bool))

@@ -1,4 +1,4 @@
-// What splat.cpp, finish.cpp and fill.cpp share: the workspace, the thread pool, SIMD shims,
+// What splat.cpp, finish.cpp, fill.cpp and grow.cpp share: the workspace, the thread pool, SIMD shims,
 // float bit casts, and the functions one file calls in another.
 #pragma once
 
@@ -114,6 +114,14 @@ struct Workspace {
   Buffer<int32_t> nearest[4];            // the fill's nearest covered pixels (holes only)
   std::vector<int32_t> row_holes;        // (H,) holes per row
   std::vector<int64_t> row_orphans;      // (H,) orphans per row
+  // per pixel, the LDI growth (grow.cpp)
+  Buffer<float> grow_f;                  // (7, H*W) disparity, limit, seed disparity, surface, held and offered disparities
+  Buffer<float> grow_cf;                 // (6, H*W) held and offered rows and columns, then per-thread rows (float32)
+  Buffer<int32_t> grow_ci;               // the same in int32 (images whose squared distances reach 2^24)
+  Buffer<int32_t> grow_spans;            // (4, H) columns that offer a seed, per row and offer buffer
+  Buffer<uint8_t> grow_seed;             // seeds
+  Buffer<int32_t> grow_up, grow_list, grow_stack;  // reach: steps toward the seeds, pending pixels, a walk
+  std::vector<int64_t> grow_counts;      // reach: pending pixels per work item
 
   void threads(int n) {
     if (static_cast<int>(scratch.size()) < n) scratch.resize(n);

@@ -1,8 +1,8 @@
-// C interface of the CPU library (libphoto3d_cpu): the splat and fill ops in plain C++17 on
-// its own threads (pool.h), called from photo3d_fast/ops/cpu.py through ctypes with tensor
+// C interface of the CPU library (libphoto3d_cpu): the splat, fill and grow ops in plain C++17
+// on its own threads (pool.h), called from photo3d_fast/ops/cpu.py through ctypes with tensor
 // data pointers. No torch or Python headers: it compiles with any C++17 compiler, at install
-// (setup.py) or on first use into the cache. See splat.cpp, finish.cpp and fill.cpp for the
-// algorithms. n_threads: how many threads a call may use (the caller's included); results do
+// (setup.py) or on first use into the cache. See splat.cpp, finish.cpp, fill.cpp and grow.cpp
+// for the algorithms. n_threads: how many threads a call may use (the caller's included); results do
 // not depend on it.
 //
 // Conventions as the torch reference (photo3d_fast/ops/splat.py): OpenCV camera (x right,
@@ -87,3 +87,24 @@ P3D_API int p3d_fill(void* ws, const float* values, float* out, const uint8_t* c
 // (rows) of each pixel, itself included; -1 where there is none. Returns 0 or -1.
 P3D_API int p3d_nearest(const uint8_t* covered, int32_t n_frames, int32_t height, int32_t width, int32_t* out,
                         int32_t n_threads);
+
+// One LDI back layer behind the depth edges of depth (H, W) float32 z-depth (ops.grow's
+// grow_back_layer without its colours): jump passes of the given steps (ops.grow.jump_steps(
+// band)), at most `rounds` pointer-jumping passes (ops.grow.reach_rounds(H, W)), band2 =
+// band^2 (band clamped to H + W), edge: the disparity jump of an edge; allowed (H, W) uint8
+// (null: anywhere). Writes mask (H, W) uint8 (0/1) and layer_depth (H, W) float32 (0 outside
+// the mask); when non-null also seeds (H, W) uint8, surface (H, W) float32 (the seeds'
+// surface disparities, inf elsewhere) and nearest (4, H, W) int32: row, column, disparity
+// (float32 bits) and squared distance of the seed each pixel holds after the jump passes
+// (0, 0, inf, INT32_MAX where none), as ops.grow.nearest_seed_behind returns them.
+// Returns 0, -1 on bad arguments (also when H * W or H^2 + W^2 do not fit int32, or when
+// 2^rounds < H * W), -2 when out of memory.
+P3D_API int p3d_grow(void* ws, const float* depth, int32_t height, int32_t width, const int32_t* steps,
+                     int32_t n_steps, int32_t rounds, int64_t band2, double edge, const uint8_t* allowed,
+                     int32_t n_threads, uint8_t* mask, float* layer_depth, uint8_t* seeds, float* surface,
+                     int32_t* nearest);
+
+// (H, W) uint8 background seeds of depth (H, W) float32 (ops.grow.discontinuities' second
+// output). Returns 0, -1, -2.
+P3D_API int p3d_seeds(const float* depth, int32_t height, int32_t width, double edge, int32_t n_threads,
+                      uint8_t* seeds);

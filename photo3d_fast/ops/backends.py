@@ -11,7 +11,7 @@ An implementation module exposes the op's functions under the reference's names:
 | ------- | ------------------------------------------- | ----- | ------ | ---- | --- |
 | splat   | prepare, render_frame, render_frames        | yes   | yes    | yes  | yes |
 | fill    | fill_from_background, fill_frames           | yes   | yes    |      | yes |
-| grow    | grow_back_layer                             | yes   | yes    |      |     |
+| grow    | grow_back_layer                             | yes   | yes    |      | yes |
 | nv12    | rgb_to_nv12                                 | yes   | yes    | yes  |     |
 
 Implementations are loaded by module name, on first use: Triton and the compiled
@@ -52,7 +52,7 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
     "splat": {"cuda": "photo3d_fast.ops.cuda", "triton": "photo3d_fast.kernels.splat",
               "cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.splat"},
     "fill": {"triton": "photo3d_fast.kernels.fill", "cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.fill"},
-    "grow": {"triton": "photo3d_fast.kernels.grow", "torch": "photo3d_fast.ops.grow"},
+    "grow": {"triton": "photo3d_fast.kernels.grow", "cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.grow"},
     "nv12": {"cuda": "photo3d_fast.ops.cuda", "triton": "photo3d_fast.kernels.nv12",
              "torch": "photo3d_fast.ops.nv12"},
 }

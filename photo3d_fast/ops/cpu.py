@@ -1,6 +1,6 @@
 """The C++ CPU implementations (``csrc/cpu/``: plain C++17 on its own threads, loaded through
-ctypes) of the ops ``splat`` and ``fill``: the same contracts and math as their torch
-references ``ops/splat.py`` and ``ops/fill.py``, for CPU tensors. ``--kernels auto`` picks them on the
+ctypes) of the ops ``splat``, ``fill`` and ``grow``: the same contracts and math as their torch
+references ``ops/splat.py``, ``ops/fill.py`` and ``ops/grow.py``, for CPU tensors. ``--kernels auto`` picks them on the
 CPU when the library loads; ``ops.backends.status("cpp")`` says why it does not.
 
 The library (``libphoto3d_cpu``) has no torch or Python headers, so it needs no torch at
@@ -22,6 +22,9 @@ than an op: ``native_epilogue`` compares it with ``finish_frames`` once per proc
 should they differ (the reference changed), frames are finished by the reference's
 epilogue with this module's fill instead. ``accumulate_frames`` stops before the epilogue
 and returns the reference's (acc, zbuf).
+``grow_back_layer`` computes the layer's geometry natively (``grow_layer``: seeds, seed
+surfaces, jump flooding, reach, depth; equal to the reference's bit for bit, see
+csrc/cpu/grow.cpp) and colours it with this module's ``fill_from_background``.
 Threads: ``torch.get_num_threads()``; results do not depend on it (no atomics: each band of
 output rows is one thread's, its texels visited in the reference's order).
 """
@@ -40,6 +43,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -51,6 +55,7 @@ except ImportError:  # Windows
 from ..engines.cache import cache_dir
 from ..errors import notice
 from .fill import FAR_POWER, push_pull
+from .grow import jump_steps, reach_rounds
 from .splat import (
     COVERAGE_FULL,
     FOOTPRINT_MARGIN,
@@ -68,6 +73,9 @@ __all__ = [
     "fill_frames",
     "fill_from_background",
     "finish",
+    "Growth",
+    "grow_back_layer",
+    "grow_layer",
     "library_status",
     "native_epilogue",
     "nearest_covered",
@@ -75,6 +83,7 @@ __all__ = [
     "render_frame",
     "render_frames",
     "render_frames_u8",
+    "seeds",
 ]
 
 #: The C interface version (csrc/cpu/photo3d_cpu.h P3D_ABI); a library with another is rebuilt.
@@ -128,6 +137,9 @@ _SIGNATURES = {
     "p3d_fill": ([_P, _P, _P, _P, _P, _I32, _I32, _I32, _I32, ctypes.c_double, _I32, _P, _P], ctypes.c_int),
     "p3d_nearest": ([_P, _I32, _I32, _I32, _P, _I32], ctypes.c_int),
     "p3d_quantise": ([_P, _P, ctypes.c_int64, _I32], ctypes.c_int),
+    "p3d_grow": ([_P, _P, _I32, _I32, _P, _I32, _I32, ctypes.c_int64, ctypes.c_double, _P, _I32, _P, _P, _P, _P, _P],
+                 ctypes.c_int),
+    "p3d_seeds": ([_P, _I32, _I32, ctypes.c_double, _I32, _P], ctypes.c_int),
 }
 
 
@@ -580,3 +592,96 @@ def fill_frames(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor
     if values.numel() == 0:
         return out
     return _fill(values, covered, depth, out)
+
+
+# -- grow -------------------------------------------------------------------------------------
+
+def _check_depth(depth: torch.Tensor, what: str = "depth") -> None:
+    if depth.dim() != 2 or not depth.is_floating_point() or depth.device.type != "cpu":
+        raise ValueError(f"{what} must be an (H, W) float CPU tensor, got {tuple(depth.shape)} {depth.dtype} "
+                         f"on {depth.device}")
+
+
+def seeds(depth: torch.Tensor, edge_disparity: float) -> torch.Tensor:
+    """(H, W) bool background seeds of a (H, W) float z-depth map (as float32):
+    ``ops.grow.discontinuities(depth, edge_disparity)[1]``."""
+    _check_depth(depth)
+    depth = depth.float().contiguous()
+    h, w = depth.shape
+    out = torch.empty((h, w), dtype=torch.bool)
+    _check_rc(_lib().p3d_seeds(depth.data_ptr(), h, w, float(edge_disparity), torch.get_num_threads(),
+                               out.data_ptr()), "p3d_seeds")
+    return out
+
+
+class Growth(NamedTuple):
+    """One back layer's geometry (``grow_layer``), each (H, W): the layer's mask (bool) and
+    depth (float32, 0 outside the mask); with details, as the reference's steps compute them:
+    seeds (bool, ``discontinuities``), surface (float32, ``seed_surfaces``) and the seed each
+    pixel holds after jump flooding (``nearest_seed_behind``: int32 row, column, float32
+    disparity, int32 squared distance); None without."""
+
+    mask: torch.Tensor
+    depth: torch.Tensor
+    seeds: torch.Tensor | None = None
+    surface: torch.Tensor | None = None
+    nearest: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+
+def grow_layer(depth: torch.Tensor, band: int, edge_disparity: float, allowed: torch.Tensor | None = None, *,
+               details: bool = False) -> Growth:
+    """The geometry of ``grow_back_layer`` (its mask and depth, steps 1-5 of ``ops.grow``'s
+    module doc) in C++ (csrc/cpu/grow.cpp): depth (H, W) float z-depth (as float32), band
+    (pixels, clamped to H + W as the reference clamps), edge_disparity, allowed (H, W) bool
+    or None; ``details`` also returns the intermediate results (``Growth``)."""
+    _check_depth(depth)
+    h, w = depth.shape
+    if allowed is not None and (tuple(allowed.shape) != (h, w) or allowed.device.type != "cpu"):
+        raise ValueError(f"allowed must be an ({h}, {w}) bool CPU tensor, got {tuple(allowed.shape)} on {allowed.device}")
+    depth = depth.float().contiguous()
+    mask = torch.empty((h, w), dtype=torch.bool)
+    layer_depth = torch.empty((h, w), dtype=torch.float32)
+    if h * w == 0:
+        empty = (torch.empty((h, w), dtype=torch.int32),) * 2
+        return Growth(mask, layer_depth, *((mask.clone(), layer_depth.clone(),
+                                            (*empty, layer_depth.clone(), empty[0])) if details else ()))
+    band = min(int(band), h + w)  # no two pixels lie farther apart (as the reference clamps)
+    steps = torch.tensor(jump_steps(band) or [0], dtype=torch.int32)
+    n_steps = len(jump_steps(band))
+    allowed_u8 = allowed.to(torch.bool).contiguous() if allowed is not None else None
+    seed = torch.empty((h, w), dtype=torch.bool) if details else None
+    surface = torch.empty((h, w), dtype=torch.float32) if details else None
+    nearest = torch.empty((4, h, w), dtype=torch.int32) if details else None
+    lib = _lib()
+    _check_rc(lib.p3d_grow(_workspace(lib), depth.data_ptr(), h, w, steps.data_ptr(), n_steps, reach_rounds(h, w),
+                           max(band, 0) ** 2, float(edge_disparity),
+                           allowed_u8.data_ptr() if allowed_u8 is not None else None, torch.get_num_threads(),
+                           mask.data_ptr(), layer_depth.data_ptr(), seed.data_ptr() if details else None,
+                           surface.data_ptr() if details else None, nearest.data_ptr() if details else None),
+              "p3d_grow")
+    if not details:
+        return Growth(mask, layer_depth)
+    return Growth(mask, layer_depth, seed, surface, (nearest[0], nearest[1], nearest[2].view(torch.float32), nearest[3]))
+
+
+def grow_back_layer(
+    color: torch.Tensor,
+    depth: torch.Tensor,
+    band: int,
+    edge_disparity: float,
+    allowed: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Same contract as ``photo3d_fast.ops.grow.grow_back_layer``, CPU tensors: color (H, W, 3)
+    float, depth (H, W) float z-depth > 0, band (pixels), edge_disparity, allowed (H, W) bool
+    or None. Returns (color (H, W, 3), depth (H, W), mask (H, W) bool) of the new layer, color
+    and depth 0 outside the mask. The geometry in C++ (``grow_layer``), equal to the
+    reference's; the colors by this module's ``fill_from_background`` (the C++ fill, to 1e-5
+    of the reference's)."""
+    _check_depth(depth)
+    if color.shape != (*depth.shape, 3) or color.device.type != "cpu":
+        raise ValueError(f"color must be an (H, W, 3) CPU tensor matching depth {tuple(depth.shape)}, "
+                         f"got {tuple(color.shape)} on {color.device}")
+    depth = depth.float()
+    mask, layer_depth = grow_layer(depth, band, edge_disparity, allowed)[:2]
+    rgb = fill_from_background(color.permute(2, 0, 1).float(), ~mask, depth).permute(1, 2, 0)
+    return rgb * mask[..., None], layer_depth, mask
