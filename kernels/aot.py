@@ -45,10 +45,13 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
     nearest = {"covered_ptr": "*u8", "before_ptr": "*i32", "after_ptr": "*i32", "n_lines": _I32, "n": _I32,
                "lines_per_frame": _I32, "frame_stride": _I32, "line_stride": _I32, "elem_stride": _I32,
                "LINES": "constexpr", "BLOCK": "constexpr"}
-    ring = {"values_in": "*fp32", "known_in": "*i8", "mask_in": "*i8", "disp_in": "*fp32", "values_out": "*fp32",
-            "known_out": "*i8", "mask_out": "*i8", "disp_out": "*fp32", "limit_ptr": "*fp32", "allowed_ptr": "*i8",
-            "count_ptr": "*i32", "H": _I32,
-            "W": _I32, "edge": "fp32", "HAS_ALLOWED": "constexpr", "BLOCK": "constexpr"}
+    # jump flooding state: the seed a pixel holds and the one it offers (row, column, disparity)
+    held = {f"{w}{k}_{io}": t for io in ("in", "out") for w in ("h", "o")
+            for k, t in (("y", "*i32"), ("x", "*i32"), ("d", "*fp32"))}
+    jump = {"seed_disp_ptr": "*fp32", "limit_ptr": "*fp32",
+            **{k: held[k] for k in ("hy_in", "hx_in", "hd_in", "oy_in", "ox_in", "od_in",
+                                    "hy_out", "hx_out", "hd_out", "oy_out", "ox_out", "od_out")},
+            "H": _I32, "W": _I32, "step": _I32, "BLOCK": "constexpr"}
     coeffs = dict(zip(("Y0", "Y1", "Y2", "U0", "U1", "U2", "V0", "V1", "V2", "OY", "OC"),
                       (nv12._Y0, nv12._Y1, nv12._Y2, nv12._U0, nv12._U1, nv12._U2, nv12._V0, nv12._V1,
                        nv12._V2, *nv12.OFFSET)))
@@ -71,7 +74,21 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
                         "C": _I32, "BLOCK": "constexpr"}, {"BLOCK": fill.BLOCK}),
         "grow.seeds": (grow._seeds_kernel, {"depth_ptr": "*fp32", "seeds_ptr": "*i8", "H": _I32, "W": _I32,
                                             "edge": "fp32", "BLOCK": "constexpr"}, {"BLOCK": grow.BLOCK}),
-        "grow.ring": (grow._grow_kernel, ring, {"HAS_ALLOWED": True, "BLOCK": grow.BLOCK}),
+        "grow.surface": (grow._surface_kernel, {"seed_disp_ptr": "*fp32", "surface_ptr": "*fp32", "H": _I32,
+                                                "W": _I32, "edge": "fp32", "R": "constexpr", "BLOCK": "constexpr"},
+                         {"R": grow.SURFACE_RADIUS, "BLOCK": grow.BLOCK}),
+        "grow.jump": (grow._jump_kernel, jump, {"BLOCK": grow.BLOCK}),
+        "grow.reach_start": (grow._reach_start_kernel,
+                             {"hy_ptr": "*i32", "hx_ptr": "*i32", "hd_ptr": "*fp32", "limit_ptr": "*fp32",
+                              "allowed_ptr": "*i8", "ok_out": "*i8", "up_out": "*i32", "H": _I32, "W": _I32,
+                              "band2": _I32, "HAS_ALLOWED": "constexpr", "BLOCK": "constexpr"},
+                             {"HAS_ALLOWED": True, "BLOCK": grow.BLOCK}),
+        "grow.reach": (grow._reach_kernel, {"ok_in": "*i8", "up_in": "*i32", "ok_out": "*i8", "up_out": "*i32",
+                                            "count_ptr": "*i32", "N": _I32, "BLOCK": "constexpr"},
+                       {"BLOCK": grow.BLOCK}),
+        "grow.layer": (grow._layer_kernel, {"ok_ptr": "*i8", "hy_ptr": "*i32", "hx_ptr": "*i32", "surface_ptr": "*fp32",
+                                            "depth_out": "*fp32", "N": _I32, "W": _I32, "BLOCK": "constexpr"},
+                       {"BLOCK": grow.BLOCK}),
         "nv12.uint8": (nv12._nv12_kernel, nv, {**coeffs, "IS_FLOAT": False, "BLOCK": 256}),
         "nv12.float": (nv12._nv12_kernel, {**nv, "rgb": "*fp32"}, {**coeffs, "IS_FLOAT": True, "BLOCK": 256}),
     }

@@ -20,6 +20,7 @@ import torch
 
 import photo3d_fast.ops.nv12 as reference
 from photo3d_fast.errors import Photo3DError
+from photo3d_fast.ops import backends
 from photo3d_fast.ops.backends import select
 from photo3d_fast.ops.nv12 import nv12_to_rgb, rgb_to_nv12
 
@@ -143,7 +144,11 @@ def test_matches_reference(backend, device, shape, dtype, layout):
     torch.testing.assert_close(fast_nv12(img).int(), expected.int(), rtol=0, atol=LSB[backend, device])
 
 
-@pytest.mark.parametrize("backend, device", BACKEND_DEVICES)
+#: The (backend, device) pairs of implementations nv12 has (no C++ CPU twin: NVENC reads GPU memory).
+NV12_DEVICES = [p for p in BACKEND_DEVICES if p.values[0] in backends.IMPLEMENTATIONS["nv12"]]
+
+
+@pytest.mark.parametrize("backend, device", NV12_DEVICES)
 def test_refuses_odd_sizes(backend, device):
     with pytest.raises(Photo3DError, match="even width and height.*6x4"):
         implementation("nv12", backend, device).rgb_to_nv12(torch.zeros(4, 7, 3, dtype=torch.uint8, device=device))
