@@ -9,9 +9,11 @@ bench/artifacts.py plans it (path circle, amount 1.5, the photo's own size); ban
 edge threshold come from ``ldi_params_for_motion`` for that path. ``--kernels``: one
 implementation or several, comma-separated, each timed on the same inputs in the same run.
 Prints one row per height and implementation: the working size, band (px), edge threshold,
-the backend ``select("grow", ...)`` picked, back-layer pixels per layer, and the median
-wall times over --repeat runs (after one warm-up run) on the CPU of the op ``grow`` alone
-(its grow_back_layer calls within build_ldi, summed over layers) and of the whole
+the backend ``select("grow", ...)`` picked (``select("snap", ...)`` picks the same for the
+conditioning), back-layer pixels per layer, and the median wall times over --repeat runs
+(after one warm-up run) on the CPU of the op ``grow`` alone (its grow_back_layer calls within
+build_ldi, summed over layers), of the depth conditioning (``condition_disparity`` within
+build_ldi: three passes of the op ``snap``, the smoothing and the rest) and of the whole
 build_ldi. Not a test.
 """
 
@@ -34,18 +36,19 @@ from photo3d_fast.config import ClipOptions
 from photo3d_fast.io import Photo, load_image
 from photo3d_fast.ops.backends import check_kernels, select
 from photo3d_fast.pipeline import SAMPLE_IMAGE, engine_options, plan_clip, prepare_photo
+from photo3d_fast.scene import ldi as ldi_module
 from photo3d_fast.scene.ldi import build_ldi, ldi_params_for_motion
 
 
 class GrowTimer:
-    """Times the grow_back_layer calls of an implementation module while active (build_ldi
-    calls it through the module): ``ms`` sums them."""
+    """Times the calls of ``module.name`` while active (build_ldi calls grow_back_layer through
+    the implementation module, condition_disparity through scene.ldi): ``ms`` sums them."""
 
-    def __init__(self, module) -> None:
-        self.module, self.ms = module, 0.0
+    def __init__(self, module, name: str = "grow_back_layer") -> None:
+        self.module, self.name, self.ms = module, name, 0.0
 
     def __enter__(self):
-        self.original = self.module.grow_back_layer
+        self.original = getattr(self.module, self.name)
 
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
@@ -54,11 +57,11 @@ class GrowTimer:
             finally:
                 self.ms += 1000 * (time.perf_counter() - t0)
 
-        self.module.grow_back_layer = timed
+        setattr(self.module, self.name, timed)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.module.grow_back_layer = self.original
+        setattr(self.module, self.name, self.original)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; kernels={','.join(kernels)}, "
           f"layers={args.layers}")
     print(f"{'height':>6} {'size':>10} {'band':>5} {'edge':>8} {'kernels':>8} {'layer px':>18} {'grow ms':>9} "
-          f"{'ldi ms':>9}")
+          f"{'cond ms':>9} {'ldi ms':>9}")
     for height in args.heights:
         h0, w0 = photo.rgb.shape[:2]
         size = (round(w0 * height / h0), height)
@@ -97,25 +100,28 @@ def main(argv: list[str] | None = None) -> int:
             backend, module = select("grow", k, "cpu")
 
             def build():
-                with GrowTimer(module) as timer:
+                with GrowTimer(module) as timer, GrowTimer(ldi_module, "condition_disparity") as cond:
                     t0 = time.perf_counter()
                     ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=args.layers, band=band,
                                     edge_disparity=edge, device="cpu", kernels=k)
-                    return ldi, 1000 * (time.perf_counter() - t0), timer.ms
+                    return ldi, 1000 * (time.perf_counter() - t0), timer.ms, cond.ms
 
-            ldi, _, _ = build()  # warm-up
-            times, grow_times = [], []
+            ldi, _, _, _ = build()  # warm-up
+            times, grow_times, cond_times = [], [], []
             for _ in range(args.repeat):
-                _, ms, grow_ms = build()
+                _, ms, grow_ms, cond_ms = build()
                 times.append(ms)
                 grow_times.append(grow_ms)
+                cond_times.append(cond_ms)
             px = [int(v.sum()) for v in ldi.valid[1:]]
             ms, grow_ms = statistics.median(times), statistics.median(grow_times)
+            cond_ms = statistics.median(cond_times)
             rows.append({"height": height, "size": list(work), "band": band, "edge_disparity": edge, "kernels": k,
-                         "backend": backend, "layer_px": px, "grow_ms": grow_ms, "grow_ms_all": grow_times,
-                         "ldi_ms": ms, "ldi_ms_all": times})
+                         "backend": backend, "snap_backend": select("snap", k, "cpu")[0], "layer_px": px,
+                         "grow_ms": grow_ms, "grow_ms_all": grow_times, "condition_ms": cond_ms,
+                         "condition_ms_all": cond_times, "ldi_ms": ms, "ldi_ms_all": times})
             print(f"{height:>6} {'x'.join(map(str, work)):>10} {band:>5} {edge:8.5f} {backend:>8} {px!s:>18} "
-                  f"{grow_ms:9.0f} {ms:9.0f}", flush=True)
+                  f"{grow_ms:9.0f} {cond_ms:9.0f} {ms:9.0f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"options": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
                                         indent=1))

@@ -1,8 +1,8 @@
-// C interface of the CPU library (libphoto3d_cpu): the splat, fill and grow ops in plain C++17
-// on its own threads (pool.h), called from photo3d_fast/ops/cpu.py through ctypes with tensor
-// data pointers. No torch or Python headers: it compiles with any C++17 compiler, at install
-// (setup.py) or on first use into the cache. See splat.cpp, finish.cpp, fill.cpp and grow.cpp
-// for the algorithms. n_threads: how many threads a call may use (the caller's included); results do
+// C interface of the CPU library (libphoto3d_cpu): the splat, fill, grow and snap ops in plain
+// C++17 on its own threads (pool.h), called from photo3d_fast/ops/cpu.py through ctypes with
+// tensor data pointers. No torch or Python headers: it compiles with any C++17 compiler, at
+// install (setup.py) or on first use into the cache. See splat.cpp, finish.cpp, fill.cpp,
+// grow.cpp and snap.cpp for the algorithms. n_threads: how many threads a call may use (the caller's included); results do
 // not depend on it.
 //
 // Conventions as the torch reference (photo3d_fast/ops/splat.py): OpenCV camera (x right,
@@ -108,3 +108,12 @@ P3D_API int p3d_grow(void* ws, const float* depth, int32_t height, int32_t width
 // output). Returns 0, -1, -2.
 P3D_API int p3d_seeds(const float* depth, int32_t height, int32_t width, double edge, int32_t n_threads,
                       uint8_t* seeds);
+
+// One pass of the colour-weighted median of disparities at jumps (ops.snap.snap_to_color_edges):
+// rgb (3, H, W) float32 planar, disp (H, W) float32; a pixel whose 3x3 window spans more than
+// (float)edge takes the weighted median of its (2 radius + 1)^2 window, weights
+// exp(-d2 / sigma^2), every other pixel is copied. Writes out (H, W) float32 (must not
+// overlap disp) and n_jumps (the pixels that took a median). Returns 0, -1 on bad arguments
+// (radius outside 0 .. 1000), -2 when out of memory.
+P3D_API int p3d_snap(const float* rgb, const float* disp, int32_t height, int32_t width, double edge, int32_t radius,
+                     double sigma, int32_t n_threads, float* out, int64_t* n_jumps);

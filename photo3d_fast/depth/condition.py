@@ -20,7 +20,9 @@ The conditioning, in disparity (what parallax is linear in), for a cut threshold
    weights are the colour similarity to the pixel), ``SNAP_PASSES`` times: a ramp
    collapses into one step, placed where the colour changes, and a pixel takes the depth
    of the surface it looks like. The weighted median can only return values present in
-   the window, so no new intermediate depths appear.
+   the window, so no new intermediate depths appear. This is the op ``snap``
+   (``ops/snap.py`` defines it; its C++ CPU twin runs on the CPU where it loads, picked by
+   ``ops.backends.select("snap", kernels, device)``).
 2. Smooth within surfaces: the guided filter of the disparity with itself as the guide
    (edge-preserving: windows whose variance is well below ``edge``^2 are averaged, windows
    holding a jump of more than ``edge`` are kept as they are), ``SMOOTH_PASSES`` times;
@@ -34,8 +36,9 @@ The conditioning, in disparity (what parallax is linear in), for a cut threshold
    front of the back layer (measured: the artifact ratio of 2-layer clips of a portrait
    fell from 1.27 to 1.16, bench/RESULTS.md).
 
-All whole-tensor torch ops, on the device of the input; the weighted median runs only on
-the pixels next to a jump.
+All whole-tensor torch ops, on the device of the input, but for the snap, which runs the
+implementation the selector picks (the C++ twin on the CPU, else the torch reference); the
+weighted median runs only on the pixels next to a jump.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..ops.backends import select
 
 #: Passes of the self-guided smoothing.
 SMOOTH_PASSES = 2
@@ -52,8 +57,6 @@ SNAP_PASSES = 2
 SNAP_RADIUS = 3
 #: An edge shorter than this share of the image diagonal (pixels, at least 8) is noise.
 MIN_EDGE_SHARE = 0.03
-#: Colour distance (sRGB / 255, Euclidean over RGB) at which a neighbour's vote falls to 1/e.
-COLOR_SIGMA = 0.08
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -121,38 +124,6 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: to
     return (a * x + b)[0, 0] + centre
 
 
-def snap_to_color_edges(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radius: int = 2) -> torch.Tensor:
-    """One pass of the colour-weighted median at jumps (module doc, step 2).
-
-    rgb: (3, H, W) float sRGB / 255; disp: (H, W) float disparity; edge: disparity jump
-    that makes a discontinuity; radius: window half-size in pixels. Returns (H, W).
-    """
-    k = 2 * radius + 1
-    lo = -F.max_pool2d(-disp[None, None], 3, 1, 1)[0, 0]
-    hi = F.max_pool2d(disp[None, None], 3, 1, 1)[0, 0]
-    where = (hi - lo > edge).flatten().nonzero().squeeze(1)
-    if where.numel() == 0:
-        return disp
-    h, w = disp.shape
-    ys, xs = where // w, where % w
-    offsets = torch.arange(-radius, radius + 1, device=disp.device)
-    wy = (ys[:, None, None] + offsets[None, :, None]).clamp(0, h - 1).expand(-1, k, k).reshape(-1, k * k)
-    wx = (xs[:, None, None] + offsets[None, None, :]).clamp(0, w - 1).expand(-1, k, k).reshape(-1, k * k)
-    flat = wy * w + wx
-    values = disp.flatten()[flat]  # (N, k*k)
-    colors = rgb.reshape(3, -1)[:, flat]  # (3, N, k*k)
-    center = rgb.reshape(3, -1)[:, where][..., None]
-    dist2 = ((colors - center) ** 2).sum(0)
-    weight = torch.exp(-dist2 / (COLOR_SIGMA * COLOR_SIGMA))
-    order = values.argsort(1)
-    values = values.gather(1, order)
-    cum = weight.gather(1, order).cumsum(1)
-    pick = (cum < 0.5 * cum[:, -1:]).sum(1, keepdim=True).clamp(max=k * k - 1)
-    out = disp.flatten().clone()
-    out[where] = values.gather(1, pick).squeeze(1)
-    return out.reshape(h, w)
-
-
 def join_foreground(disp: torch.Tensor, edge: float) -> torch.Tensor:
     """Step 3 of the module doc: (H, W) disparity with each flying pixel (more than ``edge``
     from both extremes of its 3x3 window) set to its window's largest disparity."""
@@ -161,19 +132,22 @@ def join_foreground(disp: torch.Tensor, edge: float) -> torch.Tensor:
     return torch.where((hi - disp > edge) & (disp - lo > edge), hi, disp)
 
 
-def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radius: int | None = None) -> torch.Tensor:
+def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radius: int | None = None,
+                        kernels: str = "auto") -> torch.Tensor:
     """Condition a disparity map for an LDI whose cut threshold is ``edge`` (module doc).
 
     rgb: (H, W, 3) uint8 or float sRGB in [0, 1]; disp: (H, W) float disparity (1 / z-depth);
     edge: the LDI's edge_disparity; radius: smoothing window half-size in pixels (None:
-    0.4% of the longer side, at least 2). Returns (H, W) float32 disparity on disp's device,
-    within disp's range.
+    0.4% of the longer side, at least 2); kernels: the implementation of the op ``snap``
+    (``ops.backends.select``: "auto", "torch", "cpp", ...). Returns (H, W) float32
+    disparity on disp's device, within disp's range.
     """
     d = disp.float()
     if not (edge > 0) or d.numel() == 0 or not bool(torch.isfinite(torch.as_tensor(edge))):
         return d.clone()
     img = rgb.to(d.device)
-    img = (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()).permute(2, 0, 1)
+    img = (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()).permute(2, 0, 1).contiguous()
+    _, snap = select("snap", kernels, d.device)
     if radius is None:
         radius = max(2, round(0.004 * max(d.shape)))
     out = d
@@ -184,11 +158,11 @@ def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radi
     # widen them), then smooth (steps well above the edge threshold survive it), then snap
     # the few pixels the smoothing moved.
     for _ in range(SNAP_PASSES):
-        out = snap_to_color_edges(img, out, edge, SNAP_RADIUS)
+        out = snap.snap_to_color_edges(img, out, edge, SNAP_RADIUS)
     h, w = d.shape
     keep = long_edges(out, edge, max(8, round(MIN_EDGE_SHARE * (h * h + w * w) ** 0.5)))
     for _ in range(SMOOTH_PASSES):
         out = smooth_within_surfaces(out, radius, eps, keep, edge, subsample)
-    out = snap_to_color_edges(img, out, edge, SNAP_RADIUS)
+    out = snap.snap_to_color_edges(img, out, edge, SNAP_RADIUS)
     out = join_foreground(out, edge)
     return out.clamp(float(d.min()), float(d.max()))

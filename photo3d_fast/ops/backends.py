@@ -13,6 +13,9 @@ An implementation module exposes the op's functions under the reference's names:
 | fill    | fill_from_background, fill_frames           | yes   | yes    |      | yes |
 | grow    | grow_back_layer                             | yes   | yes    |      | yes |
 | nv12    | rgb_to_nv12                                 | yes   | yes    | yes  |     |
+| snap    | snap_to_color_edges                         | yes   |        |      | yes |
+
+(snap has no GPU twin: on a GPU its torch reference runs, on the GPU's tensors.)
 
 Implementations are loaded by module name, on first use: Triton and the compiled
 extension are optional, and a fast module imports its reference (never the other way).
@@ -55,6 +58,7 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
     "grow": {"triton": "photo3d_fast.kernels.grow", "cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.grow"},
     "nv12": {"cuda": "photo3d_fast.ops.cuda", "triton": "photo3d_fast.kernels.nv12",
              "torch": "photo3d_fast.ops.nv12"},
+    "snap": {"cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.snap"},
 }
 
 

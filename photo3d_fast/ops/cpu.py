@@ -1,6 +1,7 @@
 """The C++ CPU implementations (``csrc/cpu/``: plain C++17 on its own threads, loaded through
-ctypes) of the ops ``splat``, ``fill`` and ``grow``: the same contracts and math as their torch
-references ``ops/splat.py``, ``ops/fill.py`` and ``ops/grow.py``, for CPU tensors. ``--kernels auto`` picks them on the
+ctypes) of the ops ``splat``, ``fill``, ``grow`` and ``snap``: the same contracts and math as
+their torch references ``ops/splat.py``, ``ops/fill.py``, ``ops/grow.py`` and ``ops/snap.py``,
+for CPU tensors. ``--kernels auto`` picks them on the
 CPU when the library loads; ``ops.backends.status("cpp")`` says why it does not.
 
 The library (``libphoto3d_cpu``) has no torch or Python headers, so it needs no torch at
@@ -25,6 +26,9 @@ and returns the reference's (acc, zbuf).
 ``grow_back_layer`` computes the layer's geometry natively (``grow_layer``: seeds, seed
 surfaces, jump flooding, reach, depth; equal to the reference's bit for bit, see
 csrc/cpu/grow.cpp) and colours it with this module's ``fill_from_background``.
+``snap_to_color_edges`` (csrc/cpu/snap.cpp) equals the reference bit for bit: the same
+float32 weights (exp in float64, rounded once), candidates in the same stable order, the
+same float64 running sums.
 Threads: ``torch.get_num_threads()``; results do not depend on it (no atomics: each band of
 output rows is one thread's, its texels visited in the reference's order).
 """
@@ -56,6 +60,7 @@ from ..engines.cache import cache_dir
 from ..errors import notice
 from .fill import FAR_POWER, push_pull
 from .grow import jump_steps, reach_rounds
+from .snap import COLOR_SIGMA
 from .splat import (
     COVERAGE_FULL,
     FOOTPRINT_MARGIN,
@@ -84,6 +89,7 @@ __all__ = [
     "render_frames",
     "render_frames_u8",
     "seeds",
+    "snap_to_color_edges",
 ]
 
 #: The C interface version (csrc/cpu/photo3d_cpu.h P3D_ABI); a library with another is rebuilt.
@@ -140,6 +146,7 @@ _SIGNATURES = {
     "p3d_grow": ([_P, _P, _I32, _I32, _P, _I32, _I32, ctypes.c_int64, ctypes.c_double, _P, _I32, _P, _P, _P, _P, _P],
                  ctypes.c_int),
     "p3d_seeds": ([_P, _I32, _I32, ctypes.c_double, _I32, _P], ctypes.c_int),
+    "p3d_snap": ([_P, _P, _I32, _I32, ctypes.c_double, _I32, ctypes.c_double, _I32, _P, _P], ctypes.c_int),
 }
 
 
@@ -685,3 +692,27 @@ def grow_back_layer(
     mask, layer_depth = grow_layer(depth, band, edge_disparity, allowed)[:2]
     rgb = fill_from_background(color.permute(2, 0, 1).float(), ~mask, depth).permute(1, 2, 0)
     return rgb * mask[..., None], layer_depth, mask
+
+
+# -- snap -------------------------------------------------------------------------------------
+
+def snap_to_color_edges(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radius: int = 2) -> torch.Tensor:
+    """Same contract as ``photo3d_fast.ops.snap.snap_to_color_edges``, CPU tensors: rgb (3, H, W)
+    float sRGB / 255, disp (H, W) float disparity (both as float32), edge (disparity),
+    radius (pixels). Returns (H, W) float32, a new tensor, or ``disp`` itself when no pixel is
+    at a jump. Equal to the reference bit for bit (csrc/cpu/snap.cpp)."""
+    _check_depth(disp, "disp")
+    h, w = disp.shape
+    if rgb.shape != (3, h, w) or not rgb.is_floating_point() or rgb.device.type != "cpu":
+        raise ValueError(f"rgb must be a (3, {h}, {w}) float CPU tensor, got {tuple(rgb.shape)} {rgb.dtype} "
+                         f"on {rgb.device}")
+    radius = int(radius)
+    if not 0 <= radius <= 1000:
+        raise ValueError(f"radius must be in 0 .. 1000 pixels, got {radius}")
+    d = disp.float().contiguous()
+    colors = rgb.float().contiguous()
+    out = torch.empty((h, w), dtype=torch.float32)
+    n_jumps = ctypes.c_int64(0)
+    _check_rc(_lib().p3d_snap(colors.data_ptr(), d.data_ptr(), h, w, float(edge), radius, COLOR_SIGMA,
+                              torch.get_num_threads(), out.data_ptr(), ctypes.addressof(n_jumps)), "p3d_snap")
+    return disp if n_jumps.value == 0 else out

@@ -152,7 +152,7 @@ def build_ldi(
         span = float(1.0 / z.min() - 1.0 / z.max())
         edge_disparity = DEFAULT_EDGE_SHARE * span if span > 0 else float("inf")
     if clean_depth:
-        z = 1.0 / condition_disparity(color, 1.0 / z, edge_disparity)
+        z = 1.0 / condition_disparity(color, 1.0 / z, edge_disparity, kernels=kernels)
 
     colors = [color]
     depths = [z]
