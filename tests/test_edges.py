@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from photo3d_fast.depth.condition import condition_disparity, join_foreground
+from photo3d_fast.depth.condition import condition_disparity, join_foreground, window_max
 from photo3d_fast.inpaint import background_sources, fill_behind
 from photo3d_fast.ops import splat as ref
 from photo3d_fast.ops.grow import discontinuities
@@ -78,6 +78,18 @@ def test_a_thin_pole_survives():
     out = condition_disparity(rgb, disp, EDGE)
     assert float(out[:, 15:17].min()) > 0.85
     assert float(out[:, :14].max()) < 0.25 and float(out[:, 18:].max()) < 0.25
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 97)])
+@pytest.mark.parametrize("r", [1, 3, 6])
+def test_window_max_is_the_max_pool(shape, r):
+    """The OpenCV window maximum the conditioning uses on the CPU equals torch's max pool
+    (borders ignored), for maxima and, negated, minima."""
+    g = torch.Generator().manual_seed(r)
+    x = torch.randn(shape, generator=g)
+    pool = torch.nn.functional.max_pool2d
+    assert torch.equal(window_max(x, r), pool(x[None, None], 2 * r + 1, 1, r)[0, 0])
+    assert torch.equal(-window_max(-x, r), -pool(-x[None, None], 2 * r + 1, 1, r)[0, 0])
 
 
 def test_flying_pixels_join_the_foreground():

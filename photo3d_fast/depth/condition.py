@@ -65,6 +65,19 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (0, 0, r, r), mode="replicate"), (2 * r + 1, 1), stride=1)
 
 
+def window_max(x: torch.Tensor, r: int) -> torch.Tensor:
+    """(H, W) maximum over each (2r+1)^2 window (outside the image ignored), as
+    ``F.max_pool2d(x, 2r+1, 1, r)``. On the CPU through OpenCV's dilation: O(1) per pixel
+    whatever r and vectorised, where torch's CPU max pool took 50-230 ms at 1080p."""
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return F.max_pool2d(x[None, None], 2 * r + 1, 1, r)[0, 0]
+    import cv2
+
+    out = cv2.dilate(x.contiguous().numpy(), np.ones((2 * r + 1, 2 * r + 1), np.uint8),
+                     borderType=cv2.BORDER_CONSTANT, borderValue=float("-inf"))
+    return torch.from_numpy(out)
+
+
 def long_edges(disp: torch.Tensor, edge: float, min_length: int) -> torch.Tensor:
     """(H, W) bool: pixels on either side of a disparity jump of more than ``edge`` that
     belong to a connected (8-neighbour) run of such pixels at least ``min_length`` long
@@ -114,8 +127,8 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: to
         k = 2 * r + 1
         held = keep[None, None].float()
         held = F.max_pool2d(held, subsample, ceil_mode=True) if subsample > 1 else held
-        spread = F.max_pool2d(lo, k, 1, r) + F.max_pool2d(-lo, k, 1, r)
-        a = torch.where(F.max_pool2d(held, k, 1, r) > 0, 1.0, torch.where(spread > edge, 0.0, a))
+        spread = (window_max(lo[0, 0], r) + window_max(-lo[0, 0], r))[None, None]
+        a = torch.where(window_max(held[0, 0], r)[None, None] > 0, 1.0, torch.where(spread > edge, 0.0, a))
     b = mean * (1 - a)
     a, b = _box(a, r), _box(b, r)
     if subsample > 1:
@@ -127,8 +140,8 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: to
 def join_foreground(disp: torch.Tensor, edge: float) -> torch.Tensor:
     """Step 3 of the module doc: (H, W) disparity with each flying pixel (more than ``edge``
     from both extremes of its 3x3 window) set to its window's largest disparity."""
-    hi = F.max_pool2d(disp[None, None], 3, 1, 1)[0, 0]
-    lo = -F.max_pool2d(-disp[None, None], 3, 1, 1)[0, 0]
+    hi = window_max(disp, 1)
+    lo = -window_max(-disp, 1)
     return torch.where((hi - disp > edge) & (disp - lo > edge), hi, disp)
 
 
