@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from photo3d_fast.config import BACKENDS
 from photo3d_fast.ops import backends
@@ -330,3 +332,16 @@ def spy_device_guard(monkeypatch: pytest.MonkeyPatch, module, kernel_names: Iter
     for name in kernel_names:
         monkeypatch.setattr(module, name, Spied(name, getattr(module, name)))
     return spy
+
+
+def gradient_photo(path: Path, size: tuple[int, int] = (48, 32), seed: int = 0) -> Path:
+    """A small photo file at ``path`` (folders made): colour gradients, noise, one flat
+    "subject" block; (W, H) ``size``. For tests that need a real file, not its content."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), rng.integers(0, 255, (h, w))], -1).astype(np.uint8)
+    rgb[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = rng.integers(0, 255, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+    return path

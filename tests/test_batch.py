@@ -13,30 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from photo3d_fast.batch.cli import run_batch
 from photo3d_fast.batch.manifest import REPORT_NAME, plan_batch
 from photo3d_fast.cli import main
 
+from helpers import gradient_photo
+
 FAST = {"duration": 0.2, "fps": 10.0}  # 2 frames
 FAST_ARGS = ["--duration", "0.2", "--fps", "10", "-q"]
 
 
-def _photo(path: Path, size=(48, 32), seed=0) -> Path:
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    rgb = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), rng.integers(0, 255, (h, w))], -1).astype(np.uint8)
-    rgb[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = rng.integers(0, 255, 3)  # a "subject"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path)
-    return path
-
-
 def _folder(root: Path, n=3, size=(48, 32), corrupt=False) -> Path:
     for i in range(n):
-        _photo(root / ("sub" if i == n - 1 else "") / f"p{i}.png", size, seed=i)
+        gradient_photo(root / ("sub" if i == n - 1 else "") / f"p{i}.png", size, seed=i)
     if corrupt:
         (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
     return root
@@ -91,7 +81,7 @@ def test_folder_with_a_corrupt_file_then_rerun_skips_everything(tmp_path, capsys
 
 
 def test_same_options_same_name_and_a_changed_option_a_new_one(tmp_path):
-    _photo(tmp_path / "a.png")
+    gradient_photo(tmp_path / "a.png")
     plain = plan_batch(tmp_path, tmp_path / "o").jobs[0]
     explicit = plan_batch(tmp_path, tmp_path / "o", {"duration": 5, "path": "swing", "amount": "1"}).jobs[0]
     other = plan_batch(tmp_path, tmp_path / "o", {"amount": 1.5}).jobs[0]
@@ -100,8 +90,8 @@ def test_same_options_same_name_and_a_changed_option_a_new_one(tmp_path):
 
 
 def _manifest_rows(root: Path):
-    _photo(root / "a.png", (48, 32), seed=1)
-    _photo(root / "pics" / "b.png", (40, 40), seed=2)
+    gradient_photo(root / "a.png", (48, 32), seed=1)
+    gradient_photo(root / "pics" / "b.png", (40, 40), seed=2)
     return [
         {"image": "a.png", "size": "32x24", "duration": "0.3", "fps": "10"},
         {"image": "a.png", "path": "circle", "duration": "0.2", "fps": "10", "output": "named"},
@@ -242,7 +232,7 @@ def test_ctrl_c_stops_workers_cleanly(tmp_path):
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):
-    _photo(tmp_path / "in" / "a.png")
+    gradient_photo(tmp_path / "in" / "a.png")
     (tmp_path / "m.csv").write_text("photo,duration\na.png,1\n")
     for args, match in [
         ([str(tmp_path / "nope"), "-o", str(tmp_path / "o")], "does not exist"),

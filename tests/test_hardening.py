@@ -27,18 +27,9 @@ from photo3d_fast.batch.manifest import REPORT_NAME, plan_batch
 from photo3d_fast.cli import main
 from photo3d_fast.config import EncodeConfig, PathConfig, RenderConfig, SceneConfig
 
+from helpers import gradient_photo
+
 FAST = ["--duration", "0.3", "--fps", "10", "--depth", "cues", "-q"]  # 3 frames
-
-
-def _photo(path: Path, size=(48, 32), seed=0) -> Path:
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    rgb = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), rng.integers(0, 255, (h, w))], -1).astype(np.uint8)
-    rgb[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = rng.integers(0, 255, 3)  # a "subject"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path)
-    return path
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -92,19 +83,19 @@ def no_depth_stage(monkeypatch):
 # -- 6. the output is never the input -----------------------------------------------------
 
 def test_output_that_is_the_input_is_refused(tmp_path, capsys):
-    photo = _photo(tmp_path / "p.webp")
+    photo = gradient_photo(tmp_path / "p.webp")
     data = photo.read_bytes()
     _user_error(["render", photo, "-o", photo, *FAST], capsys, "is the input")
     os.link(photo, tmp_path / "same.webp")  # another name of the same file
     _user_error(["render", photo, "-o", tmp_path / "same.webp", *FAST], capsys, "is the input")
-    png = _photo(tmp_path / "q.png")
+    png = gradient_photo(tmp_path / "q.png")
     _user_error(["depth", png, "-o", png, "-q"], capsys, "is the input")
     assert photo.read_bytes() == data and Image.open(png).mode == "RGB"
     assert not _partials(tmp_path)
 
 
 def test_batch_row_whose_output_is_its_photo_fails(tmp_path):
-    _photo(tmp_path / "a.webp")
+    gradient_photo(tmp_path / "a.webp")
     (tmp_path / "m.csv").write_text("image,output\na.webp,a.webp\n")
     plan = plan_batch(tmp_path / "m.csv", tmp_path)
     assert not plan.jobs and "is the input" in plan.results[0]["error"]
@@ -114,7 +105,7 @@ def test_batch_row_whose_output_is_its_photo_fails(tmp_path):
 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
 def test_sigterm_removes_partial_files(tmp_path):
-    photo = _photo(tmp_path / "p.png", (160, 120))
+    photo = gradient_photo(tmp_path / "p.png", (160, 120))
     out, frames = tmp_path / "out.mp4", tmp_path / "frames"
     proc = subprocess.Popen([sys.executable, "-m", "photo3d_fast.cli", "render", str(photo), "-o", str(out),
                              "--frames", str(frames), "--duration", "60", "--fps", "30", "--depth", "cues", "-q"],
@@ -133,7 +124,7 @@ def test_sigterm_removes_partial_files(tmp_path):
 
 
 def test_stale_partials_of_dead_processes_are_removed(tmp_path, capsys, live_pid):
-    photo = _photo(tmp_path / "p.png")
+    photo = gradient_photo(tmp_path / "p.png")
     frames = tmp_path / "frames"
     frames.mkdir()
     dead = _dead_pid()
@@ -218,7 +209,7 @@ def test_bad_keyframes_are_refused_before_the_depth_stage(tmp_path, capsys, no_d
     keys = _keyframes(tmp_path, "k.json", text)
     with pytest.raises(Photo3DError, match=match):
         PathConfig(preset=str(keys))
-    _user_error(["render", _photo(tmp_path / "p.png"), "-o", tmp_path / "c.mp4", "--path", keys, *FAST], capsys, match)
+    _user_error(["render", gradient_photo(tmp_path / "p.png"), "-o", tmp_path / "c.mp4", "--path", keys, *FAST], capsys, match)
 
 
 @pytest.mark.parametrize("args, match", [
@@ -228,11 +219,11 @@ def test_bad_keyframes_are_refused_before_the_depth_stage(tmp_path, capsys, no_d
     (["--path", "wobble"], "unknown path preset"),
 ])
 def test_bad_numbers_and_presets_on_the_command_line(tmp_path, capsys, no_depth_stage, args, match):
-    _user_error(["render", _photo(tmp_path / "p.png"), "-o", tmp_path / "c.mp4", *args, *FAST], capsys, match)
+    _user_error(["render", gradient_photo(tmp_path / "p.png"), "-o", tmp_path / "c.mp4", *args, *FAST], capsys, match)
 
 
 def test_extreme_but_valid_scene_renders(tmp_path, capsys):
-    photo = _photo(tmp_path / "p.png")
+    photo = gradient_photo(tmp_path / "p.png")
     for args in (["--near", "1e-3", "--far", "1e6", "--focus", "1e6"], ["--near", "1e5", "--far", "1e6"]):
         assert main(["render", str(photo), "-o", str(tmp_path / "c.mp4"), *args, *FAST]) == 0, capsys.readouterr().err
         video = _decode(tmp_path / "c.mp4")
@@ -240,7 +231,7 @@ def test_extreme_but_valid_scene_renders(tmp_path, capsys):
 
 
 def test_batch_row_with_bad_keyframes_fails_at_planning(tmp_path):
-    _photo(tmp_path / "a.png")
+    gradient_photo(tmp_path / "a.png")
     _keyframes(tmp_path, "k.json", '{"t": 1, "rotation": [0, Infinity, 0]}')
     (tmp_path / "m.csv").write_text("image,path\na.png,k.json\n")
     plan = plan_batch(tmp_path / "m.csv", tmp_path / "out")
@@ -250,7 +241,7 @@ def test_batch_row_with_bad_keyframes_fails_at_planning(tmp_path):
 # -- 10. outputs checked before the work; write errors are one line ------------------------
 
 def test_output_naming_a_directory_is_refused_before_rendering(tmp_path, capsys, no_depth_stage):
-    photo = _photo(tmp_path / "p.png")
+    photo = gradient_photo(tmp_path / "p.png")
     (tmp_path / "clip.mp4").mkdir()
     _user_error(["render", photo, "-o", tmp_path / "clip.mp4", *FAST], capsys, "is a directory")
     (tmp_path / "d.png").mkdir()
@@ -269,14 +260,14 @@ def test_clip_that_cannot_be_renamed_into_place_is_one_line(tmp_path, capsys, mo
         return real(src, dst)
 
     monkeypatch.setattr(sink.os, "replace", replace)
-    photo = _photo(tmp_path / "p.png")
+    photo = gradient_photo(tmp_path / "p.png")
     _user_error(["render", photo, "-o", tmp_path / "c.mp4", *FAST], capsys, "Is a directory")
     assert not _partials(tmp_path)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".npy"])
 def test_depth_onto_a_full_disk(tmp_path, capsys, monkeypatch, suffix):
-    photo = _photo(tmp_path / "p.png")
+    photo = gradient_photo(tmp_path / "p.png")
 
     def full_disk(self_or_file, *args, **kwargs):
         target = args[0] if suffix == ".png" else self_or_file
@@ -307,7 +298,7 @@ def test_report_onto_a_full_disk_is_one_line(tmp_path, monkeypatch):
 # -- 11. --frames DIR reused ---------------------------------------------------------------
 
 def test_frames_of_an_earlier_longer_run_are_removed_and_said(tmp_path, capsys):
-    photo = _photo(tmp_path / "p.png")
+    photo = gradient_photo(tmp_path / "p.png")
     frames = tmp_path / "frames"
     frames.mkdir()
     (frames / "notes.txt").write_text("mine")
@@ -324,7 +315,7 @@ def test_frames_of_an_earlier_longer_run_are_removed_and_said(tmp_path, capsys):
 # -- 12, 13. batch: names confined to OUTDIR, its own hidden files left alone --------------
 
 def test_batch_frames_column_is_confined_to_outdir(tmp_path):
-    _photo(tmp_path / "a.png")
+    gradient_photo(tmp_path / "a.png")
     outside = tmp_path / "outside"
     (tmp_path / "m.csv").write_text(f"image,frames,output\na.png,{outside},x1\na.png,../../x,x2\na.png,f/ok,x3\n")
     plan = plan_batch(tmp_path / "m.csv", tmp_path / "out")
@@ -337,7 +328,7 @@ def test_batch_frames_column_is_confined_to_outdir(tmp_path):
 
 @pytest.mark.parametrize("name", [".", "./", ".x.mp4.partial-123.mp4", "sub/.hidden.mp4", REPORT_NAME])
 def test_batch_output_names_that_cannot_be_clips_fail_their_row(tmp_path, name):
-    _photo(tmp_path / "a.png")
+    gradient_photo(tmp_path / "a.png")
     (tmp_path / "m.jsonl").write_text(json.dumps({"image": "a.png", "output": name}) + "\n"
                                       + json.dumps({"image": "a.png", "output": "fine"}) + "\n")
     plan = plan_batch(tmp_path / "m.jsonl", tmp_path / "out")
@@ -347,7 +338,7 @@ def test_batch_output_names_that_cannot_be_clips_fail_their_row(tmp_path, name):
 
 def test_batch_removes_only_partials_of_dead_processes(tmp_path, live_pid):
     src = tmp_path / "in"
-    _photo(src / "a.png")
+    gradient_photo(src / "a.png")
     out = tmp_path / "out"
     out.mkdir()
     dead = _dead_pid()
@@ -390,7 +381,7 @@ def _running(pid: int) -> bool:
 def test_workers_exit_when_their_parent_is_killed(tmp_path):
     src = tmp_path / "in"
     for i in range(20):  # about 20 s of work left when the parent dies
-        _photo(src / f"p{i}.png", (128, 96), seed=i)
+        gradient_photo(src / f"p{i}.png", (128, 96), seed=i)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "photo3d_fast.cli", "batch", str(src), "-o", str(out),
                              "--workers", "2", "--duration", "6", "--fps", "10", "--depth", "cues", "-q"],
@@ -417,7 +408,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
 # -- 15. resume follows the photo's content -------------------------------------------------
 
 def test_replaced_photo_is_made_again(tmp_path):
-    photo = _photo(tmp_path / "a.png", seed=1)
+    photo = gradient_photo(tmp_path / "a.png", seed=1)
     (tmp_path / "m.csv").write_text("image,output\na.png,\na.png,named.mp4\n")
     out = tmp_path / "out"
     out.mkdir()
@@ -429,7 +420,7 @@ def test_replaced_photo_is_made_again(tmp_path):
         record_finished(job)
     assert all(r["status"] == "skipped" for r in plan_batch(tmp_path / "m.csv", out).results.values())
     stat = photo.stat()
-    _photo(photo, seed=2)  # same name and times, new pixels
+    gradient_photo(photo, seed=2)  # same name and times, new pixels
     os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     again = plan_batch(tmp_path / "m.csv", out)
     assert len(again.jobs) == 2 and not again.results
@@ -438,7 +429,7 @@ def test_replaced_photo_is_made_again(tmp_path):
 # -- 16. usage errors leave nothing; empty files say so -------------------------------------
 
 def test_batch_usage_errors_leave_no_outdir(tmp_path, capsys):
-    _photo(tmp_path / "in" / "a.png")
+    gradient_photo(tmp_path / "in" / "a.png")
     (tmp_path / "m.csv").write_text("photo,duration\na.png,1\n")
     for args, match in [
         ([tmp_path / "in", "-o", tmp_path / "o", "--workers", "0"], "--workers"),
@@ -452,7 +443,7 @@ def test_batch_usage_errors_leave_no_outdir(tmp_path, capsys):
 def test_empty_files_say_they_are_empty(tmp_path, capsys):
     (tmp_path / "empty.jpg").write_bytes(b"")
     _user_error(["render", tmp_path / "empty.jpg", "-o", tmp_path / "c.mp4"], capsys, "is empty")
-    photo = _photo(tmp_path / "p.png")
+    photo = gradient_photo(tmp_path / "p.png")
     (tmp_path / "d.png").write_bytes(b"")
     _user_error(["render", photo, "-o", tmp_path / "c.mp4", *FAST, "--depth", tmp_path / "d.png"], capsys, "is empty")
     (tmp_path / "m.csv").write_text("")
