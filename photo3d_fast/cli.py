@@ -26,7 +26,9 @@ from .config import (
     ENCODER_CHOICES,
     INPAINT_CHOICES,
     KERNEL_CHOICES,
+    MAX_OUTPUT_SIDE,
     OPTIONS,
+    STEREO_CHOICES,
     UPSCALE_CHOICES,
     UPSCALE_MODES,
     ClipOptions,
@@ -122,6 +124,18 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
         out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
     out.add_argument("--no-overscan", dest="overscan", action="store_false",
                      help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
+    out.add_argument("--stereo", choices=STEREO_CHOICES,
+                     help="both eyes in each frame: sbs (left|right, each eye full size: width doubled), half-sbs "
+                          "(each eye squeezed to half width, size kept), tb / half-tb (left over right, likewise), "
+                          "anaglyph (Dubois red-cyan, mixed in linear light); the doubled side of sbs/tb may be at "
+                          f"most {MAX_OUTPUT_SIDE} pixels (NVENC h264: 4096, use --encoder x264 beyond) "
+                          f"(default {RenderConfig.stereo})")
+    out.add_argument("--ipd", type=float, metavar="UNITS",
+                     help="eye baseline in scene units: each eye sits ipd/2 left or right of the path's camera "
+                          "(default: 1/30 of the nearest content's depth, ~0.033 at --near 1)")
+    out.add_argument("--convergence", type=float, metavar="DEPTH",
+                     help="z-depth in scene units that sits on the screen (zero disparity); nearer content "
+                          "comes out of it (default: the path's focus depth, --focus)")
     out.add_argument("--encoder", choices=ENCODER_CHOICES,
                      help="auto (default): NVENC via PyNvVideoCodec if a session opens, else ffmpeg's "
                           "h264/hevc/av1_nvenc if it encodes a test frame, else the CPU encoder (x264 "

@@ -22,7 +22,7 @@ from .engines.registry import get_spec
 from .engines.weights import weight_files
 from .errors import notice
 from .io import check_output, load_image, remove_stale_partials
-from .pipeline import SAMPLE_IMAGE, PreparedPhoto, engine_options, output_size, prepare_photo, render_into
+from .pipeline import SAMPLE_IMAGE, PreparedPhoto, engine_options, prepare_photo, render_into, video_size
 
 
 class ClipWriter:
@@ -123,7 +123,7 @@ def write_clip(prepared: PreparedPhoto, opts: ClipOptions, out: str | Path | Cli
     progress counter). inputs: the photo's file, which no output may be. On any exception,
     KeyboardInterrupt included, the outputs are aborted and the exception propagates.
     """
-    writer = out if isinstance(out, ClipWriter) else ClipWriter(out, opts, output_size(prepared, opts), quiet, inputs)
+    writer = out if isinstance(out, ClipWriter) else ClipWriter(out, opts, video_size(prepared, opts), quiet, inputs)
     with writer:
         frames = render_into(prepared, opts, [*writer.sinks, *sinks], quiet)
         return ClipResult(writer.close(), frames)
@@ -141,7 +141,8 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     or a depth-map file), depth_kind, frames (a directory for PNG frames), encoder, codec,
     crf, bitrate, encoder_preset, pix_fmt, runtime, precision, weights (of the depth
     model), upscale ("none", "x4plus", "animevideov3"), upscale_mode ("texture",
-    "frames"). Returns the path of the finished clip.
+    "frames"), stereo ("none", "sbs", "half-sbs", "tb", "half-tb", "anaglyph"), ipd and
+    convergence (scene units). Returns the path of the finished clip.
     """
     if options is not None and flat:
         raise TypeError("render_clip takes options=ClipOptions(...) or keyword options, not both")
@@ -153,7 +154,7 @@ def render_clip(image_path: str | Path | None, out_path: str | Path, *, quiet: b
     if opts.engine.upscale != "none":  # a missing upscale extra fails now, not after depth
         weight_files(get_spec(opts.engine.upscale, task="upscale"), fetch=False)
     # The outputs are opened first: a bad output path fails now, not after the depth stage.
-    with ClipWriter(out_path, opts, output_size(photo, opts), quiet, [image_path]) as writer:
+    with ClipWriter(out_path, opts, video_size(photo, opts), quiet, [image_path]) as writer:
         prepared = prepare_photo(photo, image_path.name, opts.scene, opts.depth,
                                  engine_options(opts.engine, opts.render), quiet)
         result = write_clip(prepared, opts, writer, quiet=quiet)

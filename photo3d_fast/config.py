@@ -33,6 +33,13 @@ RUNTIMES = ("auto", "tensorrt", "onnxruntime", "torch", "torch-compile")
 PRECISIONS = ("auto", "fp32", "fp16")
 #: ``--depth-kind``: how a depth-map file is read.
 DEPTH_KINDS = ("disparity", "depth")
+#: ``--stereo`` layouts (``render.stereo``): none (mono), side by side (sbs: each eye at full
+#: size, width doubled; half-sbs: each eye squeezed to half width), top/bottom (tb, half-tb),
+#: anaglyph (Dubois red-cyan).
+STEREO_CHOICES = ("none", "sbs", "half-sbs", "tb", "half-tb", "anaglyph")
+#: Largest side of an output frame, stereo layouts included (pixels): --size's bound and the
+#: practical limit of x264/x265 (NVENC's H.264 stops at 4096; use --encoder x264 beyond).
+MAX_OUTPUT_SIDE = 16384
 #: ``--path`` presets (``scene.paths``) and their other names; or a .json keyframe file.
 PATH_PRESETS = ("swing", "circle", "dolly", "zoom", "vertigo")
 PATH_ALIASES = {"ken-burns": "zoom", "kenburns": "zoom", "dolly-zoom": "vertigo", "dollyzoom": "vertigo"}
@@ -260,6 +267,19 @@ class PathConfig:
             )
 
 
+def stereo_output_size(size: tuple[int, int], stereo: str) -> tuple[int, int]:
+    """(W, H) of a video frame whose eyes are (W, H) = ``size`` in layout ``stereo``: sbs
+    doubles the width, tb the height, the others keep the size. Photo3DError, in one line,
+    when a doubled side exceeds MAX_OUTPUT_SIDE."""
+    w, h = size
+    out = (2 * w, h) if stereo == "sbs" else (w, 2 * h) if stereo == "tb" else (w, h)
+    if max(out) > MAX_OUTPUT_SIDE:
+        side = "width" if stereo == "sbs" else "height"
+        raise Photo3DError(f"--stereo {stereo} of {w}x{h} eyes makes a {out[0]}x{out[1]} video, whose {side} is over "
+                           f"{MAX_OUTPUT_SIDE} pixels; give a smaller --size or half-{stereo}")
+    return out
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     """How frames are rendered.
@@ -275,6 +295,11 @@ class RenderConfig:
     clean_depth: condition the depth map before the LDI is built (``depth.condition``:
         smooth within surfaces, snap edges onto the photo's), so that depth noise does not
         tear surfaces; off renders the depth exactly as given.
+    stereo: "none" or a layout of both eyes in one frame (STEREO_CHOICES, ``render.stereo``).
+    ipd: the eye baseline, scene units; None: 1/30 of the nearest content's depth (the
+        path's near, ``render.stereo.default_ipd``).
+    convergence: the z-depth (scene units) that sits on the screen (zero disparity); None:
+        the path's focus depth (--focus, else the median-disparity depth).
     """
 
     size: tuple[int, int] | None = None
@@ -284,6 +309,9 @@ class RenderConfig:
     overscan: bool = True
     frames_per_launch: int | None = None
     clean_depth: bool = True
+    stereo: str = "none"
+    ipd: float | None = None
+    convergence: float | None = None
 
     def __post_init__(self) -> None:
         check_number("--layers", self.layers, 1, 8, whole=True)
@@ -298,6 +326,14 @@ class RenderConfig:
                 raise Photo3DError(
                     f"--size {w}x{h} is out of range; width and height must be whole numbers, 16..16384 pixels"
                 )
+        if self.stereo not in STEREO_CHOICES:
+            raise Photo3DError(f"--stereo {self.stereo!r}: choose one of {', '.join(STEREO_CHOICES)}")
+        if self.ipd is not None:
+            check_number("--ipd", self.ipd, 0, MAX_DEPTH, above=True, unit=" (eye baseline, scene units)")
+        if self.convergence is not None:
+            check_number("--convergence", self.convergence, MIN_DEPTH, MAX_DEPTH, unit=" (a depth, scene units)")
+        if self.size is not None:
+            stereo_output_size(self.size, self.stereo)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import ClipOptions, DepthConfig, EngineConfig, RenderConfig, SceneConfig
+from .config import ClipOptions, DepthConfig, EngineConfig, RenderConfig, SceneConfig, stereo_output_size
 from .depth import DEPTH_METHODS, DEPTH_MODELS, EngineOptions, estimate_disparity, is_depth_method
 from .depth.guided import guided_upsample
 from .device import resolve_device
@@ -24,6 +24,7 @@ from .errors import Photo3DError, notice
 from .inpaint import resolve_inpaint
 from .io import Photo, check_output, load_depth_map, load_image, remove_stale_partials, resize_map, write_atomic
 from .render import Renderer
+from .render.stereo import compose, default_ipd
 from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
 from .scene.ldi import build_ldi, ldi_params_for_motion
 from .scene.paths import CameraPath, default_focus, make_path, overscan_zoom
@@ -108,9 +109,16 @@ def _working_image(rgb: np.ndarray, K: np.ndarray, out_size: tuple[int, int], ma
 
 
 def output_size(prepared: PreparedPhoto | Photo, opts: ClipOptions) -> tuple[int, int]:
-    """(W, H) of a clip: --size, else the photo's."""
+    """(W, H) of a clip's rendered view (of each eye, in stereo): --size, else the photo's."""
     h, w = prepared.rgb.shape[:2]
     return opts.render.size or (w, h)
+
+
+def video_size(prepared: PreparedPhoto | Photo, opts: ClipOptions) -> tuple[int, int]:
+    """(W, H) of a clip's video frames: ``output_size``, doubled across by --stereo sbs and
+    down by tb; Photo3DError when that is over ``config.MAX_OUTPUT_SIDE`` (with the photo's
+    size, only known here)."""
+    return stereo_output_size(output_size(prepared, opts), opts.render.stereo)
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,9 @@ class ClipPlan:
     """What one clip renders, before the LDI: path: the camera path with the overscan
     zoom applied; rgb, K, depth: the working image (the photo, downscaled when it has
     more pixels than the output needs), its intrinsics and z-depth; K_out, size: the
-    output camera and (W, H); overscan: the zoom applied (1 = none)."""
+    output camera and (W, H); overscan: the zoom applied (1 = none); near, focus: the
+    depths (scene units) the path was made for (the nearest content's, 1st percentile, and
+    the plane that stays still), which also scale stereo's defaults."""
 
     path: CameraPath
     rgb: np.ndarray
@@ -127,6 +137,8 @@ class ClipPlan:
     K_out: np.ndarray
     size: tuple[int, int]
     overscan: float
+    near: float = 1.0
+    focus: float = 1.0
 
 
 def plan_clip(prepared: PreparedPhoto, opts: ClipOptions) -> ClipPlan:
@@ -134,12 +146,22 @@ def plan_clip(prepared: PreparedPhoto, opts: ClipOptions) -> ClipPlan:
     h, w = prepared.rgb.shape[:2]
     out_size = output_size(prepared, opts)
     z_full = prepared.depth
-    path = make_path(opts.path, near=float(np.percentile(z_full, 1.0)), focus=default_focus(z_full))
+    near = float(np.percentile(z_full, 1.0))
+    focus = opts.path.focus or default_focus(z_full)
+    path = make_path(opts.path, near=near, focus=focus)
     rgb, K = _working_image(prepared.rgb, prepared.K, out_size, max(1.0, float(path.zoom.max())))
     z = z_full if rgb.shape[:2] == (h, w) else resize_map(z_full, rgb.shape[:2])
     K_out = scale_intrinsics(K, (rgb.shape[1], rgb.shape[0]), out_size)
-    overscan = overscan_zoom(path, K, z, K_out, out_size) if opts.render.overscan else 1.0
-    return ClipPlan(CameraPath(path.poses, path.zoom * overscan), rgb, K, z, K_out, out_size, overscan)
+    ipd, convergence = stereo_params(opts, near, focus)
+    eyes = (ipd, convergence) if opts.render.stereo != "none" else None
+    overscan = overscan_zoom(path, K, z, K_out, out_size, eyes) if opts.render.overscan else 1.0
+    return ClipPlan(CameraPath(path.poses, path.zoom * overscan), rgb, K, z, K_out, out_size, overscan, near, focus)
+
+
+def stereo_params(opts: ClipOptions, near: float, focus: float) -> tuple[float, float]:
+    """(ipd, convergence) of a clip, scene units: --ipd, else ``stereo.default_ipd(near)``;
+    --convergence, else the path's focus depth. near, focus: ``ClipPlan``'s."""
+    return opts.render.ipd or default_ipd(near), opts.render.convergence or focus
 
 
 def upscale_texture(prepared: PreparedPhoto, plan: ClipPlan, opts: ClipOptions, quiet: bool = False) -> ClipPlan:
@@ -163,7 +185,8 @@ def upscale_texture(prepared: PreparedPhoto, plan: ClipPlan, opts: ClipOptions, 
     up = np.clip(up, disparity.min(), disparity.max())
     notice(f"upscaled the photo {w}x{h} -> {size[0]}x{size[1]} with {note}", quiet)
     K = scale_intrinsics(prepared.K, (w, h), size)
-    return ClipPlan(plan.path, rgb, K, (1.0 / up).astype(np.float32), plan.K_out, plan.size, plan.overscan)
+    return ClipPlan(plan.path, rgb, K, (1.0 / up).astype(np.float32), plan.K_out, plan.size, plan.overscan, plan.near,
+                    plan.focus)
 
 
 class _FrameUpscaler:
@@ -203,7 +226,11 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
         plan = upscale_texture(prepared, plan, opts, quiet)
     path, out_size = plan.path, plan.size
     work = (plan.rgb.shape[1], plan.rgb.shape[0])
-    band, edge = ldi_params_for_motion(plan.K, plan.depth, path.max_translation(), work)
+    stereo = opts.render.stereo
+    ipd, convergence = stereo_params(opts, plan.near, plan.focus)
+    # Each eye sits ipd/2 beside the path's camera: the LDI's back layers must cover that too.
+    reach = path.max_translation() + (0.5 * ipd if stereo != "none" else 0.0)
+    band, edge = ldi_params_for_motion(plan.K, plan.depth, reach, work)
     engine = engine_options(opts.engine, opts.render)
     inpaint = resolve_inpaint(opts.engine.inpaint, engine, quiet) if opts.render.layers > 1 else "classic"
     ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
@@ -215,17 +242,28 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     notice(f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}"
         + (f" (each frame upscaled to {upscale_frames.out_size[0]}x{upscale_frames.out_size[1]} "
            f"with {upscale_frames.spec.name})" if upscale_frames else "")
+        + (f", stereo {stereo} (ipd {ipd:.4g}, convergence {convergence:.4g} scene units)" if stereo != "none" else "")
         + f", {len(path)} frames at "
         f"{opts.path.fps:g} fps; {prepared.notes}; inpaint: {inpaint}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
-        + (f" ({batch} frames per launch)" if batch > 1 else "")
+        + (f" ({batch} frames per launch)" if batch > 1 and stereo == "none" else "")
+        + (f" (both eyes of {max(1, batch // 2)} frames per launch)" if stereo != "none" else "")
         + "; "
         f"LDI in {time.perf_counter() - t0:.1f} s", quiet)
     from tqdm import tqdm
 
-    frames = tqdm(renderer.render_path(path, K_out, out_size), total=len(path), desc="render",
+    if stereo == "none":
+        views = renderer.render_path(path, K_out, out_size)
+    else:
+        views = renderer.render_stereo_path(path, K_out, out_size, ipd, convergence)
+    frames = tqdm(views, total=len(path), desc="render",
                   unit="frame", disable=quiet, file=sys.stderr, leave=False)
     for frame in frames:
-        if upscale_frames is not None:
+        if stereo != "none":
+            left, right = frame
+            if upscale_frames is not None:
+                left, right = (torch.from_numpy(upscale_frames(eye)) for eye in (left, right))
+            frame = compose(left, right, stereo)
+        elif upscale_frames is not None:
             frame = upscale_frames(frame)
         for sink in sinks:
             sink.write(frame)

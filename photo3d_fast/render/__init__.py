@@ -21,6 +21,7 @@ from ..ops.backends import select
 from ..scene.camera import scale_intrinsics, validate_depth, zoom_intrinsics
 from ..scene.ldi import LDI, build_ldi, ldi_params_for_motion
 from ..scene.paths import CameraPath
+from .stereo import eye_cameras
 
 #: Most frames one launch renders when the batch size is automatic: past a handful of
 #: frames the per-frame fixed costs batching saves are already small.
@@ -92,6 +93,27 @@ class Renderer:
             return
         for start in range(0, len(poses), n):
             yield from self._frames(poses[start : start + n], Ks[start : start + n], size)
+
+    def render_stereo_path(self, path: CameraPath, K: np.ndarray, size: tuple[int, int], ipd: float,
+                           convergence: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Both eyes of each frame of ``path``: (left, right), each (H, W, 3) uint8 on the LDI's
+        device. The eyes are the path's pose moved by -ipd/2 and +ipd/2 (scene units) along
+        the camera's own x axis, their principal points shifted so that z-depth
+        ``convergence`` (scene units) has zero disparity (``stereo.eye_cameras``). Both eyes
+        of a frame are rendered by one launch: ``batch_size(size)`` eye views per launch,
+        rounded up to an even number."""
+        if len(path) == 0:
+            return
+        dev = self.ldi.device
+        poses = torch.as_tensor(path.poses, dtype=torch.float32).to(dev)
+        Ks = torch.as_tensor(np.stack([zoom_intrinsics(K, float(z), size) for z in path.zoom]), dtype=torch.float32).to(dev)
+        eye_poses, eye_Ks = eye_cameras(poses, Ks, ipd, convergence)
+        frames_per_launch = max(1, self.batch_size(size) // 2)
+        for start in range(0, len(poses), frames_per_launch):
+            views = self._frames(eye_poses[2 * start : 2 * (start + frames_per_launch)],
+                                 eye_Ks[2 * start : 2 * (start + frames_per_launch)], size)
+            for i in range(0, len(views), 2):
+                yield views[i], views[i + 1]
 
     def _frames(self, c2ws: torch.Tensor, Ks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(F, H, W, 3) uint8. An implementation that quantises natively (the C++ CPU kernels'

@@ -189,7 +189,8 @@ def keyframe_path(path: str | Path, n_frames: int, amount: float) -> CameraPath:
 MAX_OVERSCAN = 1.25
 
 
-def overscan_zoom(path: CameraPath, K_photo: np.ndarray, depth: np.ndarray, K_out: np.ndarray, size: tuple[int, int]) -> float:
+def overscan_zoom(path: CameraPath, K_photo: np.ndarray, depth: np.ndarray, K_out: np.ndarray, size: tuple[int, int],
+                  stereo: tuple[float, float] | None = None) -> float:
     """The smallest constant zoom that keeps the photo's border out of every frame.
 
     A lateral move reveals, at the image border, content the photo never saw. The
@@ -197,6 +198,10 @@ def overscan_zoom(path: CameraPath, K_photo: np.ndarray, depth: np.ndarray, K_ou
     into every frame; the zoom about the output's center that pushes every inward-moved
     edge out of frame is returned, at most MAX_OVERSCAN (beyond that, holes get filled).
     K_photo, depth: (3, 3) and (H, W) of the photo grid; K_out, size: the output camera.
+    stereo: (ipd, convergence) in scene units: both eyes of every frame must keep the border
+    out (``render.stereo.eye_cameras``: the pose moved by -/+ ipd/2 along its x axis, cx
+    shifted by -/+ f (ipd/2) / convergence; the zoom about the output's center scales that
+    shift as it does the rest of the frame, so the zoom found here is exact for the eyes).
     """
     h, w = depth.shape
     z = np.asarray(depth, np.float64)
@@ -213,29 +218,45 @@ def overscan_zoom(path: CameraPath, K_photo: np.ndarray, depth: np.ndarray, K_ou
     for pose, zoom in zip(path.poses, path.zoom):
 
         Kf = zoom_intrinsics(K_out, float(zoom), size)
-        w2c = np.linalg.inv(pose)
         cx, cy = Kf[0, 2], Kf[1, 2]
-        for side, (uv, d) in edges.items():
-            X = (np.concatenate([uv, np.ones((len(uv), 1))], 1) @ Kinv.T) * d[:, None]
-            cam = X @ w2c[:3, :3].T + w2c[:3, 3]
-            ok = cam[:, 2] > 1e-6
-            if not ok.any():
-                continue
-            proj = cam[ok] @ Kf.T
-            u, v = proj[:, 0] / proj[:, 2], proj[:, 1] / proj[:, 2]
-            # s must carry the edge past the frame: center + (edge - center) * s beyond it
-            if side == "left":
-                e, c, limit = u.max(), cx, 0.0
-            elif side == "right":
-                e, c, limit = u.min(), cx, float(W)
-            elif side == "top":
-                e, c, limit = v.max(), cy, 0.0
-            else:
-                e, c, limit = v.min(), cy, float(H)
-            inward = e > limit if limit == 0.0 else e < limit
-            if inward:
-                need = max(need, (limit - c) / (e - c) if (e - c) * (limit - c) > 0 else MAX_OVERSCAN)
+        for pose_e, K_e in _eyes(pose, Kf, stereo):
+            w2c = np.linalg.inv(pose_e)
+            for side, (uv, d) in edges.items():
+                X = (np.concatenate([uv, np.ones((len(uv), 1))], 1) @ Kinv.T) * d[:, None]
+                cam = X @ w2c[:3, :3].T + w2c[:3, 3]
+                ok = cam[:, 2] > 1e-6
+                if not ok.any():
+                    continue
+                proj = cam[ok] @ K_e.T
+                u, v = proj[:, 0] / proj[:, 2], proj[:, 1] / proj[:, 2]
+                # s must carry the edge past the frame: center + (edge - center) * s beyond it
+                if side == "left":
+                    e, c, limit = u.max(), cx, 0.0
+                elif side == "right":
+                    e, c, limit = u.min(), cx, float(W)
+                elif side == "top":
+                    e, c, limit = v.max(), cy, 0.0
+                else:
+                    e, c, limit = v.min(), cy, float(H)
+                inward = e > limit if limit == 0.0 else e < limit
+                if inward:
+                    need = max(need, (limit - c) / (e - c) if (e - c) * (limit - c) > 0 else MAX_OVERSCAN)
     return float(min(need, MAX_OVERSCAN))
+
+
+def _eyes(pose: np.ndarray, K: np.ndarray, stereo: tuple[float, float] | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(c2w (4, 4), K (3, 3))] of the camera ``pose``, K, or of its two eyes (``stereo`` =
+    (ipd, convergence), scene units), as ``render.stereo.eye_cameras`` makes them."""
+    if stereo is None:
+        return [(pose, K)]
+    half, convergence = 0.5 * stereo[0], stereo[1]
+    eyes = []
+    for sign in (-1.0, 1.0):
+        p, k = pose.copy(), K.copy()
+        p[:3, 3] = pose[:3, 3] + sign * half * pose[:3, 0]
+        k[0, 2] = K[0, 2] + sign * K[0, 0] * half / convergence
+        eyes.append((p, k))
+    return eyes
 
 
 def default_focus(depth: np.ndarray) -> float:
