@@ -332,6 +332,9 @@ class RenderConfig:
             check_number("--ipd", self.ipd, 0, MAX_DEPTH, above=True, unit=" (eye baseline, scene units)")
         if self.convergence is not None:
             check_number("--convergence", self.convergence, MIN_DEPTH, MAX_DEPTH, unit=" (a depth, scene units)")
+        if self.stereo == "none" and (self.ipd is not None or self.convergence is not None):
+            # silently ignored, they would still change a batch clip's name and mislead
+            raise Photo3DError("--ipd and --convergence apply only with --stereo; add --stereo sbs (or another layout)")
         if self.size is not None:
             stereo_output_size(self.size, self.stereo)
 

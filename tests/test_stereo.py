@@ -177,6 +177,7 @@ def test_anaglyph_of_grey_is_grey_and_of_the_eyes_is_red_cyan():
     ({"ipd": 0}, "--ipd"), ({"ipd": "nan"}, "ipd"), ({"ipd": -0.1}, "--ipd"),
     ({"convergence": 0}, "--convergence"), ({"convergence": "inf"}, "convergence"),
     ({"stereo": "sideways"}, "--stereo"),
+    ({"ipd": 0.05}, "only with --stereo"), ({"convergence": 2.0}, "only with --stereo"),
     ({"stereo": "sbs", "size": f"{MAX_OUTPUT_SIDE // 2 + 8}x64"}, "over"),
     ({"stereo": "tb", "size": f"64x{MAX_OUTPUT_SIDE // 2 + 8}"}, "over"),
 ])
