@@ -255,6 +255,22 @@ def remove_stale_partials(directory: Path, owns: Callable[[str], bool] = lambda 
     return n
 
 
+def remove_own_partials(directory: Path, pid: int | None = None) -> int:
+    """Remove the temporary files in ``directory`` written by this process (or ``pid``):
+    for a stop that lands between a writer creating its temporary file and registering it
+    for removal. Returns how many were removed."""
+    pid = os.getpid() if pid is None else pid
+    n = 0
+    if not Path(directory).is_dir():
+        return 0
+    for p in Path(directory).glob(".*.partial-*"):
+        parsed = parse_partial(p.name)
+        if parsed is not None and parsed[1] == pid and p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def check_output(path: Path, inputs: Iterable[str | Path | None] = (), what: str = "output") -> None:
     """Photo3DError, before any work, for an output that cannot be written: a directory, or
     one of ``inputs`` (under any name: a hard or symbolic link), which would be replaced."""

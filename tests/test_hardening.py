@@ -123,6 +123,21 @@ def test_sigterm_removes_partial_files(tmp_path):
     assert not _partials(tmp_path) and not out.exists() and not frames.exists()
 
 
+def test_a_stopped_worker_removes_only_its_own_partials(tmp_path):
+    """What a worker runs when a stop lands before its writer registered its temporary file:
+    its own temporary files go, another live process's and the finished files stay."""
+    from photo3d_fast.io import remove_own_partials
+
+    mine = tmp_path / f".a.mp4.partial-{os.getpid()}.mp4"
+    theirs = tmp_path / f".b.mp4.partial-{os.getppid()}.mp4"
+    done = tmp_path / "c.mp4"
+    for p in (mine, theirs, done):
+        p.write_bytes(b"x")
+    assert remove_own_partials(tmp_path) == 1
+    assert not mine.exists() and theirs.exists() and done.exists()
+    assert remove_own_partials(tmp_path / "missing") == 0
+
+
 def test_stale_partials_of_dead_processes_are_removed(tmp_path, capsys, live_pid):
     photo = gradient_photo(tmp_path / "p.png")
     frames = tmp_path / "frames"

@@ -13,9 +13,11 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..errors import Photo3DError
+from ..io import remove_own_partials
 from .manifest import Job
 from .worker import OnResult, failed, run_all, run_groups
 
@@ -134,17 +136,27 @@ def _worker_main(slot: int, gpu: str | None, threads: int, tasks, results, paren
     if gpu is not None and torch.cuda.is_available():
         torch.cuda.set_device(0)  # CUDA_VISIBLE_DEVICES shows this worker only its GPU
 
+    written: set[Path] = set()  # folders this worker's writers write into
+
     def next_group():
         item = tasks.get()
         if item is None:
             return None
         results.put(("take", slot, item[0]))
+        for job in item[1]:
+            written.add(Path(job.output).parent)
+            if job.options.get("frames"):
+                written.add(Path(job.options["frames"]))
         return item[1]
 
     try:
         run_groups(next_group, lambda r: results.put(("result", slot, r)))
         results.put(("done", slot, None))
     except KeyboardInterrupt:
+        # A stop can land between a writer creating its temporary file and registering it
+        # for removal; whatever this process left there goes now.
+        for folder in written:
+            remove_own_partials(folder)
         # Tell the parent this was a stop, not a crash: Ctrl-C reaches the whole process
         # group, and a worker may see it before the parent does.
         sys.exit(INTERRUPTED_EXIT)
