@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 
 import photo3d_fast.kernels as _kernels
-from photo3d_fast.ops.fill import FAR_POWER, push_pull
+from photo3d_fast.ops.fill import FAR_POWER, check_fill_args, push_pull
 
 __all__ = ["nearest_covered", "fill_from_background", "fill_frames"]
 
@@ -201,25 +201,6 @@ def nearest_covered(covered: torch.Tensor, *, out: torch.Tensor | None = None) -
     return out
 
 
-def _check(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, out: torch.Tensor | None,
-           batched: bool) -> None:
-    dims = "(F, C, H, W)" if batched else "(C, H, W)"
-    if values.dim() != (4 if batched else 3) or values.dtype != torch.float32:
-        raise ValueError(f"values must be a {dims} float32 tensor, got {tuple(values.shape)} {values.dtype}")
-    mask_shape = (values.shape[0], *values.shape[2:]) if batched else tuple(values.shape[1:])
-    if tuple(covered.shape) != mask_shape or covered.dtype != torch.bool:
-        raise ValueError(f"covered must be a {mask_shape} bool tensor, got {tuple(covered.shape)} {covered.dtype}")
-    if tuple(depth.shape) != mask_shape or depth.dtype != torch.float32:
-        raise ValueError(f"depth must be a {mask_shape} float32 tensor, got {tuple(depth.shape)} {depth.dtype}")
-    if not (values.device == covered.device == depth.device):
-        raise ValueError(f"values, covered and depth must be on one device, got "
-                         f"{values.device}, {covered.device}, {depth.device}")
-    if out is not None and (out.shape != values.shape or out.dtype != torch.float32
-                            or out.device != values.device or not out.is_contiguous()):
-        raise ValueError(f"out must be a contiguous {tuple(values.shape)} float32 tensor on {values.device}, "
-                         f"got {tuple(out.shape)} {out.dtype} on {out.device}")
-
-
 def _fill(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """The three passes on (F, C, H, W) values into ``out``, then push-pull for orphans."""
     f, c, h, w = values.shape
@@ -250,7 +231,7 @@ def fill_from_background(values: torch.Tensor, covered: torch.Tensor, depth: tor
     Returns (C, H, W) float32. As the reference, returns ``values`` itself when every pixel
     or no pixel is covered (a copy in ``out`` if given). ``out``: optional (C, H, W) float32.
     """
-    _check(values, covered, depth, out, batched=False)
+    check_fill_args(values, covered, depth, out, batched=False)
     if bool(covered.all()) or not bool(covered.any()):
         return values if out is None else out.copy_(values)
     if out is None:
@@ -268,7 +249,7 @@ def fill_frames(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor
     holes first: fully covered frames are copied through, so a batch costs one host sync
     (the orphan check), not two per frame.
     """
-    _check(values, covered, depth, out, batched=True)
+    check_fill_args(values, covered, depth, out, batched=True)
     if out is None:
         out = torch.empty_like(values, memory_format=torch.contiguous_format)
     if values.numel() == 0:

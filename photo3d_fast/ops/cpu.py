@@ -58,7 +58,7 @@ except ImportError:  # Windows
 
 from ..engines.cache import cache_dir
 from ..errors import notice
-from .fill import FAR_POWER, push_pull
+from .fill import FAR_POWER, check_fill_args, push_pull
 from .grow import jump_steps, reach_rounds
 from .snap import COLOR_SIGMA
 from .splat import (
@@ -540,21 +540,11 @@ def nearest_covered(covered: torch.Tensor, *, out: torch.Tensor | None = None) -
 
 def _check(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, out: torch.Tensor | None,
            batched: bool) -> None:
-    dims = "(F, C, H, W)" if batched else "(C, H, W)"
-    if values.dim() != (4 if batched else 3) or values.dtype != torch.float32:
-        raise ValueError(f"values must be a {dims} float32 tensor, got {tuple(values.shape)} {values.dtype}")
-    mask_shape = (values.shape[0], *values.shape[2:]) if batched else tuple(values.shape[1:])
-    if tuple(covered.shape) != mask_shape or covered.dtype != torch.bool:
-        raise ValueError(f"covered must be a {mask_shape} bool tensor, got {tuple(covered.shape)} {covered.dtype}")
-    if tuple(depth.shape) != mask_shape or depth.dtype != torch.float32:
-        raise ValueError(f"depth must be a {mask_shape} float32 tensor, got {tuple(depth.shape)} {depth.dtype}")
+    """``ops.fill.check_fill_args``, and CPU tensors only."""
     if not (values.device.type == covered.device.type == depth.device.type == "cpu"):
         raise ValueError(f"values, covered and depth must be CPU tensors, got "
                          f"{values.device}, {covered.device}, {depth.device}")
-    if out is not None and (out.shape != values.shape or out.dtype != torch.float32
-                            or out.device != values.device or not out.is_contiguous()):
-        raise ValueError(f"out must be a contiguous {tuple(values.shape)} float32 tensor on {values.device}, "
-                         f"got {tuple(out.shape)} {out.dtype} on {out.device}")
+    check_fill_args(values, covered, depth, out, batched)
 
 
 def _fill(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -110,6 +110,28 @@ def fill_frames(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor
     return torch.stack([fill_from_background(v, c, d) for v, c, d in zip(values, covered, depth)])
 
 
+def check_fill_args(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor, out: torch.Tensor | None,
+                    batched: bool) -> None:
+    """ValueError unless the fast fills' arguments fit their contract: values (C, H, W) or,
+    batched, (F, C, H, W) float32; covered and depth its (H, W) / (F, H, W) bool and
+    float32, on values' device; out None or a contiguous float32 tensor like values."""
+    dims = "(F, C, H, W)" if batched else "(C, H, W)"
+    if values.dim() != (4 if batched else 3) or values.dtype != torch.float32:
+        raise ValueError(f"values must be a {dims} float32 tensor, got {tuple(values.shape)} {values.dtype}")
+    mask_shape = (values.shape[0], *values.shape[2:]) if batched else tuple(values.shape[1:])
+    if tuple(covered.shape) != mask_shape or covered.dtype != torch.bool:
+        raise ValueError(f"covered must be a {mask_shape} bool tensor, got {tuple(covered.shape)} {covered.dtype}")
+    if tuple(depth.shape) != mask_shape or depth.dtype != torch.float32:
+        raise ValueError(f"depth must be a {mask_shape} float32 tensor, got {tuple(depth.shape)} {depth.dtype}")
+    if not (values.device == covered.device == depth.device):
+        raise ValueError(f"values, covered and depth must be on one device, got "
+                         f"{values.device}, {covered.device}, {depth.device}")
+    if out is not None and (out.shape != values.shape or out.dtype != torch.float32
+                            or out.device != values.device or not out.is_contiguous()):
+        raise ValueError(f"out must be a contiguous {tuple(values.shape)} float32 tensor on {values.device}, "
+                         f"got {tuple(out.shape)} {out.dtype} on {out.device}")
+
+
 def push_pull_fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """NumPy convenience: (H, W) float map with a (H, W) bool mask of valid pixels."""
     v = torch.from_numpy(np.ascontiguousarray(values, np.float32))[None]
