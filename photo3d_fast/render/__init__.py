@@ -82,10 +82,7 @@ class Renderer:
         ``batch_size(size)`` per launch."""
         if len(path) == 0:
             return
-        # Every camera goes to the device in one copy, not two small copies per frame.
-        dev = self.ldi.device
-        poses = torch.as_tensor(path.poses, dtype=torch.float32).to(dev)
-        Ks = torch.as_tensor(np.stack([zoom_intrinsics(K, float(z), size) for z in path.zoom]), dtype=torch.float32).to(dev)
+        poses, Ks = self._path_cameras(path, K, size)
         n = self.batch_size(size)
         if n == 1:
             for c2w_t, K_t in zip(poses, Ks):
@@ -104,16 +101,21 @@ class Renderer:
         rounded up to an even number."""
         if len(path) == 0:
             return
-        dev = self.ldi.device
-        poses = torch.as_tensor(path.poses, dtype=torch.float32).to(dev)
-        Ks = torch.as_tensor(np.stack([zoom_intrinsics(K, float(z), size) for z in path.zoom]), dtype=torch.float32).to(dev)
-        eye_poses, eye_Ks = eye_cameras(poses, Ks, ipd, convergence)
+        eye_poses, eye_Ks = eye_cameras(*self._path_cameras(path, K, size), ipd, convergence)
         frames_per_launch = max(1, self.batch_size(size) // 2)
-        for start in range(0, len(poses), frames_per_launch):
+        for start in range(0, len(path), frames_per_launch):
             views = self._frames(eye_poses[2 * start : 2 * (start + frames_per_launch)],
                                  eye_Ks[2 * start : 2 * (start + frames_per_launch)], size)
             for i in range(0, len(views), 2):
                 yield views[i], views[i + 1]
+
+    def _path_cameras(self, path: CameraPath, K: np.ndarray, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F, 4, 4) poses and (F, 3, 3) intrinsics (the path's zoom applied to K) of every
+        frame, float32 on the LDI's device: one copy each, not two small copies per frame."""
+        dev = self.ldi.device
+        poses = torch.as_tensor(path.poses, dtype=torch.float32).to(dev)
+        Ks = torch.as_tensor(np.stack([zoom_intrinsics(K, float(z), size) for z in path.zoom]), dtype=torch.float32)
+        return poses, Ks.to(dev)
 
     def _frames(self, c2ws: torch.Tensor, Ks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(F, H, W, 3) uint8. An implementation that quantises natively (the C++ CPU kernels'
