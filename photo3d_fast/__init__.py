@@ -4,6 +4,8 @@ Public API (everything else may change):
 
 - ``render_clip(image_path, out_path, **options) -> Path``: the whole pipeline; options by
   their flat names (``config.OPTIONS``, the CLI's flags) or ``options=ClipOptions(...)``.
+- ``render_stereo(image_path, out_path, **options) -> Path``: one stereo image (or VR180
+  pair) of the photo at its own viewpoint; the same options.
 - ``render_views(image, depth, K, poses, size=None, layers=2, kernels="auto")``: render
   novel views of a photo with known depth and cameras.
 - building blocks: ``load_image``, ``estimate_disparity``, ``build_ldi``, ``Renderer``,
@@ -23,6 +25,7 @@ from .render import Renderer, render_views
 from .scene.camera import disparity_to_depth, intrinsics_from_fov
 from .scene.ldi import LDI, build_ldi
 from .scene.paths import CameraPath, make_path, preset_path
+from .stereo_still import render_stereo
 
 __all__ = [
     "CameraPath",
@@ -47,5 +50,6 @@ __all__ = [
     "make_path",
     "preset_path",
     "render_clip",
+    "render_stereo",
     "render_views",
 ]

@@ -43,6 +43,7 @@ from .config import (
 from .engines.cli import add_engine_options, add_engines_parser
 from .errors import Photo3DError, notice
 from .pipeline import SAMPLE_IMAGE, write_depth
+from .stereo_still import render_stereo, still_options
 from .preview import add_parser as add_preview_parser
 from .scene.paths import ALIASES, PRESETS
 
@@ -85,57 +86,8 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, frames: bool = True) -> None:
-    """The options of one clip as flags of ``parser``: render's, offered by batch too.
-
-    Every flag defaults to None, "not given": ``ClipOptions.from_flat`` then takes the
-    dataclass's default, so defaults live only in ``config``, and a batch flag not given
-    leaves a manifest row's value alone. title: one help group for all (batch) instead of
-    render's groups; frames: offer ``--frames DIR`` (one clip's PNG frames).
-    """
-    one = parser.add_argument_group(title) if title else None
-
-    def group(name: str):
-        return one or parser.add_argument_group(name)
-
-    motion = group("motion")
-    motion.add_argument("--path", metavar="PRESET|FILE.json", help=f"camera path (default {PathConfig.preset})")
-    motion.add_argument("--duration", type=float, help=f"seconds (default {PathConfig.duration:g})")
-    motion.add_argument("--fps", type=float, help=f"frames per second (default {PathConfig.fps:g})")
-    motion.add_argument("--amount", type=float,
-                        help=f"parallax strength; 1 shifts near against far by ~3%% of the width (default {PathConfig.amount:g})")
-    motion.add_argument("--focus", type=float, help="depth that stays still (default: the median-disparity depth)")
-    scene = group("scene")
-    scene.add_argument("--depth", metavar="auto|cues|MODEL|FILE",
-                       help="depth source: auto (best learned model with weights here, else cues), cues "
-                            "(embedded), a model (depth-anything-v2-small/-base/-large, midas-dpt-large; "
-                            f"weights downloaded once), or a depth map (8/16-bit PNG or TIFF, .npy) (default {DepthConfig.source})")
-    scene.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
-    scene.add_argument("--depth-kind", choices=DEPTH_KINDS,
-                       help="how to read a depth-map file: disparity (white = near, any scale) or "
-                            f"depth (z-depth, larger = farther) (default {DepthConfig.kind})")
-    scene.add_argument("--fov", type=float,
-                       help=f"field of view across the longer side, degrees (default: EXIF focal length, else {DEFAULT_FOV_DEG:g})")
-    scene.add_argument("--near", type=float, help=f"depth of the nearest content (default {SceneConfig.near:g})")
-    scene.add_argument("--far", type=float, help=f"depth of the farthest content (default {SceneConfig.far:g})")
-    out = group("output")
-    out.add_argument("--size", type=_size, metavar="WxH", help="output size (default: the photo's); other aspect ratios are center-cropped")
-    if frames:
-        out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
-    out.add_argument("--no-overscan", dest="overscan", action="store_false",
-                     help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
-    out.add_argument("--stereo", choices=STEREO_CHOICES,
-                     help="both eyes in each frame: sbs (left|right, each eye full size: width doubled), half-sbs "
-                          "(each eye squeezed to half width, size kept), tb / half-tb (left over right, likewise), "
-                          "anaglyph (Dubois red-cyan, mixed in linear light); the doubled side of sbs/tb may be at "
-                          f"most {MAX_OUTPUT_SIDE} pixels (NVENC h264: 4096, use --encoder x264 beyond) "
-                          f"(default {RenderConfig.stereo})")
-    out.add_argument("--ipd", type=float, metavar="UNITS",
-                     help="eye baseline in scene units: each eye sits ipd/2 left or right of the path's camera "
-                          "(default: 1/30 of the nearest content's depth, ~0.033 at --near 1)")
-    out.add_argument("--convergence", type=float, metavar="DEPTH",
-                     help="z-depth in scene units that sits on the screen (zero disparity); nearer content "
-                          "comes out of it (default: the path's focus depth, --focus)")
+def _add_encoder_flags(out) -> None:
+    """The encoder's flags (clips only) into the help group ``out``."""
     out.add_argument("--encoder", choices=ENCODER_CHOICES,
                      help="auto (default): NVENC via PyNvVideoCodec if a session opens, else ffmpeg's "
                           "h264/hevc/av1_nvenc if it encodes a test frame, else the CPU encoder (x264 "
@@ -154,6 +106,68 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
     out.add_argument("--encoder-preset",
                      help="speed preset, x264 names ultrafast..veryslow, mapped for SVT-AV1, VP9 "
                           f"and NVENC (which also takes p1..p7) (default {EncodeConfig.encoder_preset})")
+
+
+def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, frames: bool = True,
+                     still: bool = False) -> None:
+    """The options of one clip as flags of ``parser``: render's, offered by batch too.
+
+    Every flag defaults to None, "not given": ``ClipOptions.from_flat`` then takes the
+    dataclass's default, so defaults live only in ``config``, and a batch flag not given
+    leaves a manifest row's value alone. title: one help group for all (batch) instead of
+    render's groups; frames: offer ``--frames DIR`` (one clip's PNG frames); still: only the
+    options of one image (``photo3d stereo``): no motion but --focus, no frames, no encoder.
+    """
+    one = parser.add_argument_group(title) if title else None
+
+    def group(name: str):
+        return one or parser.add_argument_group(name)
+
+    motion = group("motion")
+    if not still:
+        motion.add_argument("--path", metavar="PRESET|FILE.json", help=f"camera path (default {PathConfig.preset})")
+        motion.add_argument("--duration", type=float, help=f"seconds (default {PathConfig.duration:g})")
+        motion.add_argument("--fps", type=float, help=f"frames per second (default {PathConfig.fps:g})")
+        motion.add_argument("--amount", type=float,
+                            help=f"parallax strength; 1 shifts near against far by ~3%% of the width (default {PathConfig.amount:g})")
+    motion.add_argument("--focus", type=float, help="depth that stays still (default: the median-disparity depth)")
+    scene = group("scene")
+    scene.add_argument("--depth", metavar="auto|cues|MODEL|FILE",
+                       help="depth source: auto (best learned model with weights here, else cues), cues "
+                            "(embedded), a model (depth-anything-v2-small/-base/-large, midas-dpt-large; "
+                            f"weights downloaded once), or a depth map (8/16-bit PNG or TIFF, .npy) (default {DepthConfig.source})")
+    scene.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
+    scene.add_argument("--depth-kind", choices=DEPTH_KINDS,
+                       help="how to read a depth-map file: disparity (white = near, any scale) or "
+                            f"depth (z-depth, larger = farther) (default {DepthConfig.kind})")
+    scene.add_argument("--fov", type=float,
+                       help=f"field of view across the longer side, degrees (default: EXIF focal length, else {DEFAULT_FOV_DEG:g})")
+    scene.add_argument("--near", type=float, help=f"depth of the nearest content (default {SceneConfig.near:g})")
+    scene.add_argument("--far", type=float, help=f"depth of the farthest content (default {SceneConfig.far:g})")
+    out = group("output")
+    out.add_argument("--size", type=_size, metavar="WxH", help="output size (default: the photo's); other aspect ratios are center-cropped")
+    if frames and not still:
+        out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
+    out.add_argument("--no-overscan", dest="overscan", action="store_false",
+                     help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
+    out.add_argument("--stereo", choices=STEREO_CHOICES,
+                     help="both eyes in each frame: sbs (left|right, each eye full size: width doubled), half-sbs "
+                          "(each eye squeezed to half width, size kept), tb / half-tb (left over right, likewise), "
+                          "anaglyph (Dubois red-cyan, mixed in linear light); the doubled side of sbs/tb may be at "
+                          f"most {MAX_OUTPUT_SIDE} pixels (NVENC h264: 4096, use --encoder x264 beyond) "
+                          f"(default {RenderConfig.stereo})")
+    out.add_argument("--ipd", type=float, metavar="UNITS",
+                     help="eye baseline in scene units: each eye sits ipd/2 left or right of the path's camera "
+                          "(default: 1/30 of the nearest content's depth, ~0.033 at --near 1)")
+    out.add_argument("--convergence", type=float, metavar="DEPTH",
+                     help="z-depth in scene units that sits on the screen (zero disparity); nearer content "
+                          "comes out of it (default: the path's focus depth, --focus)")
+    out.add_argument("--vr180", action="store_true", default=None,
+                     help="with --stereo sbs or tb: each eye as an equirectangular half sphere (180x180 degrees, "
+                          "parallel eyes, S x S with S = pi x the view's focal length, at most 2048), with the "
+                          "spherical-video metadata headsets read; .mp4/.mov only")
+    if not still:
+        _add_encoder_flags(out)
     eng = group("engine")
     eng.add_argument("--layers", type=int, help=f"LDI layers, 1..8 (default {RenderConfig.layers:d})")
     eng.add_argument("--inpaint", choices=INPAINT_CHOICES,
@@ -222,8 +236,22 @@ def _parser() -> argparse.ArgumentParser:
     add_engine_options(d)
     d.add_argument("-q", "--quiet", action="store_true", help="no notes")
 
+    st = sub.add_parser(
+        "stereo",
+        help="render a stereo image of a photo (side by side, top/bottom, anaglyph, VR180)",
+        description="Render both eyes of a photo at its own viewpoint, ipd/2 to each side of it, packed "
+                    "as --stereo (default sbs here), or as VR180 half spheres with --vr180 (sbs or tb).",
+    )
+    st.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
+    st.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
+    st.add_argument("-o", "--output", type=Path,
+                    help="output .png, .jpg, .webp or .tif (default: IMAGE_LAYOUT.png, here)")
+    add_clip_options(st, still=True)
+    st.add_argument("-q", "--quiet", action="store_true", help="no notes")
+
     r.set_defaults(handler=_render)
     d.set_defaults(handler=_depth)
+    st.set_defaults(handler=_stereo)
     # Other subcommands live in their own modules: each adds its parser here and sets
     # its own handler(args) with set_defaults.
     add_preview_parser(sub)
@@ -254,6 +282,17 @@ def _render(args: argparse.Namespace) -> None:
     image = _image_arg(args)
     render_clip(image, args.output or Path(f"{(image or SAMPLE_IMAGE).stem}.mp4"), quiet=args.quiet,
                 options=ClipOptions.from_flat(clip_options(args)))
+
+
+def _stereo(args: argparse.Namespace) -> None:
+
+    image = _image_arg(args)
+    flat = clip_options(args)
+    flat["stereo"] = flat.get("stereo") or "sbs"  # before the checks: --ipd alone is fine here
+    opts = still_options(ClipOptions.from_flat(flat))
+    vr = "_vr180" if opts.render.vr180 else ""
+    render_stereo(image, args.output or Path(f"{(image or SAMPLE_IMAGE).stem}_{opts.render.stereo}{vr}.png"),
+                  quiet=args.quiet, options=opts)
 
 
 class Terminated(KeyboardInterrupt):

@@ -7,6 +7,7 @@ closed together, or aborted together so that a failed clip leaves nothing behind
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from .config import ClipOptions
 from .depth import is_depth_method
 from .device import resolve_device
 from .encode.sink import FrameSink
+from .encode.spherical import inject_vr180
 from .encode.writers import PngFrameWriter, open_video
 from .engines.registry import get_spec
 from .engines.weights import weight_files
-from .errors import notice
+from .errors import Photo3DError, notice
 from .io import check_output, load_image, remove_stale_partials
 from .pipeline import SAMPLE_IMAGE, PreparedPhoto, engine_options, prepare_photo, render_into, video_size
 
@@ -43,11 +45,16 @@ class ClipWriter:
         out_path = Path(out_path)
         inputs = [*inputs, *option_files(opts)]
         check_output(out_path, inputs)
+        if opts.render.vr180 and out_path.suffix.lower() not in (".mp4", ".mov"):
+            raise Photo3DError(f"--vr180 clips are .mp4 or .mov (where headsets read the spherical-video metadata), "
+                               f"not {out_path.suffix or 'a file without extension'}")
         remove_stale_partials(out_path.parent, lambda name: name == out_path.name)
         self.sinks: list[FrameSink] = []
         try:
             self.sinks.append(open_video(out_path, opts.path.fps, size, opts.encode, quiet=quiet,
                                          device=resolve_device(opts.render.device)))
+            if opts.render.vr180:
+                self.sinks[0].finalize = functools.partial(inject_vr180, layout=opts.render.stereo)
             if opts.frames_dir:
                 _clear_frames(Path(opts.frames_dir), inputs, quiet)
                 self.sinks.append(PngFrameWriter(opts.frames_dir, size))

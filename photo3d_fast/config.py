@@ -300,6 +300,9 @@ class RenderConfig:
         path's near, ``render.stereo.default_ipd``).
     convergence: the z-depth (scene units) that sits on the screen (zero disparity); None:
         the path's focus depth (--focus, else the median-disparity depth).
+    vr180: each eye as an equirectangular half sphere (``render.stereo.equirect_180``),
+        with sbs or tb, parallel eyes (no convergence), and the spherical-video metadata
+        of .mp4/.mov (``encode.spherical``).
     """
 
     size: tuple[int, int] | None = None
@@ -312,6 +315,7 @@ class RenderConfig:
     stereo: str = "none"
     ipd: float | None = None
     convergence: float | None = None
+    vr180: bool = False
 
     def __post_init__(self) -> None:
         check_number("--layers", self.layers, 1, 8, whole=True)
@@ -335,7 +339,13 @@ class RenderConfig:
         if self.stereo == "none" and (self.ipd is not None or self.convergence is not None):
             # silently ignored, they would still change a batch clip's name and mislead
             raise Photo3DError("--ipd and --convergence apply only with --stereo; add --stereo sbs (or another layout)")
-        if self.size is not None:
+        if self.vr180 and self.stereo not in ("sbs", "tb"):
+            raise Photo3DError(f"--vr180 puts each eye on a half sphere side by side or top/bottom; add --stereo sbs "
+                               f"or --stereo tb (not {self.stereo})")
+        if self.vr180 and self.convergence is not None:
+            raise Photo3DError("--convergence does not apply with --vr180: its eyes are parallel and the headset "
+                               "shows the sphere at infinity; set the depth effect with --ipd")
+        if self.size is not None and not self.vr180:
             stereo_output_size(self.size, self.stereo)
 
 

@@ -7,6 +7,7 @@ a photo's depth map.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -24,8 +25,8 @@ from .errors import Photo3DError, notice
 from .inpaint import resolve_inpaint
 from .io import Photo, check_output, load_depth_map, load_image, remove_stale_partials, resize_map, write_atomic
 from .render import Renderer
-from .render.stereo import compose, default_ipd
-from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics
+from .render.stereo import compose, default_ipd, equirect_180, vr180_side
+from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics, zoom_intrinsics
 from .scene.ldi import build_ldi, ldi_params_for_motion
 from .scene.paths import CameraPath, default_focus, make_path, overscan_zoom
 from .upscale import upscale_engine, upscale_image, upscale_with_model
@@ -117,8 +118,19 @@ def output_size(prepared: PreparedPhoto | Photo, opts: ClipOptions) -> tuple[int
 def video_size(prepared: PreparedPhoto | Photo, opts: ClipOptions) -> tuple[int, int]:
     """(W, H) of a clip's video frames: ``output_size``, doubled across by --stereo sbs and
     down by tb; Photo3DError when that is over ``config.MAX_OUTPUT_SIDE`` (with the photo's
-    size, only known here)."""
+    size, only known here). With --vr180, each eye is its half sphere (``vr180_eye_side``)."""
+    if opts.render.vr180:
+        side = vr180_eye_side(prepared, opts)
+        return stereo_output_size((side, side), opts.render.stereo)
     return stereo_output_size(output_size(prepared, opts), opts.render.stereo)
+
+
+def vr180_eye_side(prepared: PreparedPhoto | Photo, opts: ClipOptions) -> int:
+    """S of each eye's S x S half sphere with --vr180: ``stereo.vr180_side`` of the rendered
+    view's focal length (the photo's field of view at ``output_size``)."""
+    h, w = prepared.rgb.shape[:2]
+    K = prepared.K if isinstance(prepared, PreparedPhoto) else scene_intrinsics(w, h, opts.scene, prepared.exif_fov)[0]
+    return vr180_side(scale_intrinsics(K, (w, h), output_size(prepared, opts))[0, 0])
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,10 @@ def plan_clip(prepared: PreparedPhoto, opts: ClipOptions) -> ClipPlan:
 
 def stereo_params(opts: ClipOptions, near: float, focus: float) -> tuple[float, float]:
     """(ipd, convergence) of a clip, scene units: --ipd, else ``stereo.default_ipd(near)``;
-    --convergence, else the path's focus depth. near, focus: ``ClipPlan``'s."""
+    --convergence, else the path's focus depth; infinity (parallel eyes) with --vr180.
+    near, focus: ``ClipPlan``'s."""
+    if opts.render.vr180:
+        return opts.render.ipd or default_ipd(near), math.inf
     return opts.render.ipd or default_ipd(near), opts.render.convergence or focus
 
 
@@ -217,6 +232,7 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     t0 = time.perf_counter()
     h, w = prepared.rgb.shape[:2]
     device = resolve_device(opts.render.device)
+    vr_side = vr180_eye_side(prepared, opts) if opts.render.vr180 else 0
     upscale_frames = None
     if opts.engine.upscale != "none" and opts.engine.upscale_mode == "frames":
         upscale_frames = _FrameUpscaler(opts, output_size(prepared, opts), quiet)
@@ -243,6 +259,7 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
         + (f" (each frame upscaled to {upscale_frames.out_size[0]}x{upscale_frames.out_size[1]} "
            f"with {upscale_frames.spec.name})" if upscale_frames else "")
         + (f", stereo {stereo} (ipd {ipd:.4g}, convergence {convergence:.4g} scene units)" if stereo != "none" else "")
+        + (f", VR180 {vr_side}x{vr_side} per eye" if vr_side else "")
         + f", {len(path)} frames at "
         f"{opts.path.fps:g} fps; {prepared.notes}; inpaint: {inpaint}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
         + (f" ({batch} frames per launch)" if batch > 1 and stereo == "none" else "")
@@ -257,11 +274,16 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
         views = renderer.render_stereo_path(path, K_out, out_size, ipd, convergence)
     frames = tqdm(views, total=len(path), desc="render",
                   unit="frame", disable=quiet, file=sys.stderr, leave=False)
-    for frame in frames:
+    for i, frame in enumerate(frames):
         if stereo != "none":
             left, right = frame
             if upscale_frames is not None:
                 left, right = (torch.from_numpy(upscale_frames(eye)) for eye in (left, right))
+            if vr_side:
+                eye_size = (left.shape[1], left.shape[0])
+                K_eye = scale_intrinsics(zoom_intrinsics(K_out, float(path.zoom[i]), out_size), out_size, eye_size)
+                left, right = equirect_180(torch.stack([left, right]), torch.as_tensor(K_eye)[None].repeat(2, 1, 1),
+                                           vr_side)
             frame = compose(left, right, stereo)
         elif upscale_frames is not None:
             frame = upscale_frames(frame)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,9 @@ class FfmpegSink(FrameSink):
     """
 
     _label = "ffmpeg"
+    #: Called with the temporary file once ffmpeg has finished it, before it is renamed
+    #: (``encode.spherical.inject_vr180``); an exception aborts the output.
+    finalize: Callable[[Path], None] | None = None
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int],
                  queue_size: int, plan: OutputPlan) -> None:
@@ -322,6 +326,8 @@ class FfmpegSink(FrameSink):
         rc = self._proc.wait()
         if rc != 0:
             raise self._describe(RuntimeError(f"exit code {rc}"))
+        if self.finalize is not None:
+            self.finalize(self._tmp)
         try:
             os.replace(self._tmp, self.path)
         except OSError as e:  # the output became a directory, or lost its permission, meanwhile

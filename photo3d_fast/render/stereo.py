@@ -20,9 +20,17 @@ Layouts (``compose``), frames (..., H, W, 3) uint8 per eye, on the renderer's de
   half height: (..., H, W, 3).
 - ``anaglyph``: red-cyan, Dubois' least-squares matrices, applied in linear light (sRGB
   decoded, mixed, clipped to [0, 1], encoded again): (..., H, W, 3).
+
+VR180 (``--vr180``, with sbs or tb): each eye is resampled from its pinhole view onto an
+equirectangular half sphere (``equirect_180``), S x S pixels covering 180 degrees of
+longitude and of latitude in front of the eye; what the photo did not see is black. The
+eyes are parallel (no convergence shift): a headset shows the sphere at infinity, so only
+the ipd makes the depth.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +133,41 @@ def compose(left: torch.Tensor, right: torch.Tensor, layout: str) -> torch.Tenso
         out = torch.cat([a, b], dim=axis)
         return out.reshape(*lead, h, w, 3)
     raise ValueError(f"unknown stereo layout {layout!r}; choose one of {', '.join(STEREO_LAYOUTS)}")
+
+
+#: Largest side of one eye's VR180 half sphere when it follows the view's resolution: 2048
+#: makes a 4096 x 2048 sbs frame, what headsets decode in hardware and NVENC's h264 takes.
+VR180_MAX_SIDE = 2048
+
+
+def vr180_side(fx: float) -> int:
+    """S (pixels, even, 64..VR180_MAX_SIDE) of one eye's S x S half sphere for a pinhole view
+    of focal length ``fx`` (pixels): pi * fx keeps the view's centre at its own resolution
+    (a pixel of the sphere spans pi / S radians, one of the view about 1 / fx)."""
+    return int(min(VR180_MAX_SIDE, max(64, 2 * round(math.pi * float(fx) / 2))))
+
+
+def equirect_180(views: torch.Tensor, Ks: torch.Tensor, side: int) -> torch.Tensor:
+    """Pinhole views (B, H, W, 3) uint8 with intrinsics Ks (B, 3, 3) (pixels, OpenCV axes:
+    x right, y down, z forward) resampled onto equirectangular half spheres (B, side, side,
+    3) uint8, on the views' device. Column i is longitude ((i + 0.5) / side - 0.5) * pi,
+    row j latitude ((j + 0.5) / side - 0.5) * pi (down positive); a direction outside a
+    view's frame is black. Bilinear."""
+    dev = views.device
+    h, w = views.shape[1:3]
+    t = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) / side - 0.5
+    lon, lat = t[None, :] * math.pi, t[:, None] * math.pi
+    x = torch.cos(lat) * torch.sin(lon)
+    y = torch.sin(lat).expand(side, side)
+    z = (torch.cos(lat) * torch.cos(lon)).clamp_min(1e-6)  # the half sphere is in front of the eye
+    Ks = Ks.to(dev, torch.float32)
+    u = Ks[:, 0, 0, None, None] * (x / z)[None] + Ks[:, 0, 2, None, None]  # (B, S, S) pixels
+    v = Ks[:, 1, 1, None, None] * (y / z)[None] + Ks[:, 1, 2, None, None]
+    # grid_sample's align_corners=False: -1 and 1 are the outer edges of the border pixels.
+    grid = torch.stack([u / w * 2.0 - 1.0, v / h * 2.0 - 1.0], dim=-1)
+    src = views.permute(0, 3, 1, 2).float()
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def default_ipd(near: float) -> float:
