@@ -252,3 +252,59 @@ def test_guided_upsample_matches_reference(H: int, W: int) -> None:
     # Same resolution: the fast path is the plain filter.
     q_same = guided_upsample(full, full[1], photo, 2, 1e-3)
     torch.testing.assert_close(q_same, guided_filter(full, full[1], 2, 1e-3), rtol=0, atol=1e-5)
+
+
+def _night_scene(lamps: bool = True) -> np.ndarray:
+    """A dark 320x480 street: a dim wall, a darker ground, and three lamps (5 px white
+    cores with a star of glare) on the wall."""
+    rng = np.random.default_rng(1)
+    h, w = 320, 480
+    img = np.zeros((h, w, 3), np.float32)
+    img[:200] = (0.02, 0.03, 0.08)
+    img[200:] = (0.04, 0.03, 0.02)
+    img += rng.normal(0, 0.005, img.shape)
+    yy, xx = np.mgrid[0:h, 0:w]
+    if lamps:
+        for cx in (100, 240, 380):
+            r = np.hypot(yy - 120, xx - cx)
+            angle = np.arctan2(yy - 120, xx - cx)
+            glare = np.exp(-r / 6.0) + 0.5 * np.exp(-r / 14.0) * np.cos(4 * angle) ** 16
+            img += glare[..., None] * np.array([1.0, 0.75, 0.4])
+            img[r < 2.5] = 1.0
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _lamp_relief(d: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per lamp of ``_night_scene``: the largest disparity step between neighbours within
+    30 px (what tears when the camera moves), and the lamp's disparity (r < 5 px) over its
+    wall's just outside the glare (18..24 px)."""
+    yy, xx = np.mgrid[0:d.shape[0], 0:d.shape[1]]
+    steps, relief = [], []
+    for cx in (100, 240, 380):
+        p = d[90:151, cx - 30:cx + 31]
+        steps.append(float(max(np.abs(np.diff(p, axis=0)).max(), np.abs(np.diff(p, axis=1)).max())))
+        r = np.hypot(yy - 120, xx - cx)
+        relief.append(float(d[r < 5].mean() - d[(r > 18) & (r < 24)].mean()))
+    return steps, relief
+
+
+def test_lamps_of_a_night_scene_sit_at_the_depth_of_their_wall() -> None:
+    assert cue_maps(_night_scene())["lights"].max() > 0.9  # found
+    steps, relief = _lamp_relief(estimate_disparity_cues(_night_scene()))
+    assert max(steps) < 0.08, steps  # measured 0.043 (without the cue: 0.18)
+    assert max(abs(r) for r in relief) < 0.08, relief  # measured 0.04 (without: 0.27-0.36)
+
+
+def test_without_the_lights_cue_the_lamps_pop_out(monkeypatch) -> None:
+    import photo3d_fast.depth.cues as cues
+
+    monkeypatch.setattr(cues, "_lights", lambda lum, s: torch.zeros_like(lum))
+    steps, relief = _lamp_relief(estimate_disparity_cues(_night_scene()))
+    assert min(relief) > 0.2 and max(steps) > 0.12, (steps, relief)  # what the previous test guards against
+
+
+def test_a_lit_scene_has_no_lights() -> None:
+    img = _night_scene()
+    lit = np.clip(img.astype(np.int32) + 120, 0, 255).astype(np.uint8)  # the same street by day
+    assert cue_maps(lit)["lights"].max() == 0.0
+    assert cue_maps(_night_scene(lamps=False))["lights"].max() == 0.0
