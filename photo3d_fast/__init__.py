@@ -4,6 +4,8 @@ Public API (everything else may change):
 
 - ``render_clip(image_path, out_path, **options) -> Path``: the whole pipeline; options by
   their flat names (``config.OPTIONS``, the CLI's flags) or ``options=ClipOptions(...)``.
+- ``export_scene(image_path, out_path, **options) -> Path``: the photo's 3D scene as .glb,
+  .gltf, .obj or .ply (the scene's options as ``render_clip``'s, plus max_faces, mesh).
 - ``render_stereo(image_path, out_path, **options) -> Path``: one stereo image (or VR180
   pair) of the photo at its own viewpoint; the same options.
 - ``render_views(image, depth, K, poses, size=None, layers=2, kernels="auto")``: render
@@ -20,6 +22,7 @@ from .config import ClipOptions, DepthConfig, EncodeConfig, EngineConfig, PathCo
 from .depth import estimate_disparity
 from .encode.writers import PngFrameWriter, VideoWriter
 from .errors import Photo3DError
+from .export import export_scene
 from .io import load_depth_map, load_image
 from .render import Renderer, render_views
 from .scene.camera import disparity_to_depth, intrinsics_from_fov
@@ -44,6 +47,7 @@ __all__ = [
     "build_ldi",
     "disparity_to_depth",
     "estimate_disparity",
+    "export_scene",
     "intrinsics_from_fov",
     "load_depth_map",
     "load_image",

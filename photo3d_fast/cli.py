@@ -42,6 +42,7 @@ from .config import (
 )
 from .engines.cli import add_engine_options, add_engines_parser
 from .errors import Photo3DError, notice
+from .export import add_export_parser
 from .pipeline import SAMPLE_IMAGE, write_depth
 from .stereo_still import render_stereo, still_options
 from .preview import add_parser as add_preview_parser
@@ -108,20 +109,33 @@ def _add_encoder_flags(out) -> None:
                           f"and NVENC (which also takes p1..p7) (default {EncodeConfig.encoder_preset})")
 
 
+class _Only:
+    """An argument group that adds only the flags whose destination is in ``names``."""
+
+    def __init__(self, group, names: tuple[str, ...]) -> None:
+        self.group, self.names = group, names
+
+    def add_argument(self, *flags: str, **kwargs) -> None:
+        if (kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")) in self.names:
+            self.group.add_argument(*flags, **kwargs)
+
+
 def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, frames: bool = True,
-                     still: bool = False) -> None:
+                     still: bool = False, only: tuple[str, ...] | None = None) -> None:
     """The options of one clip as flags of ``parser``: render's, offered by batch too.
 
     Every flag defaults to None, "not given": ``ClipOptions.from_flat`` then takes the
     dataclass's default, so defaults live only in ``config``, and a batch flag not given
     leaves a manifest row's value alone. title: one help group for all (batch) instead of
     render's groups; frames: offer ``--frames DIR`` (one clip's PNG frames); still: only the
-    options of one image (``photo3d stereo``): no motion but --focus, no frames, no encoder.
+    options of one image (``photo3d stereo``): no motion but --focus, no frames, no encoder;
+    only: just these options (flat names; ``photo3d export``'s scene options).
     """
     one = parser.add_argument_group(title) if title else None
 
     def group(name: str):
-        return one or parser.add_argument_group(name)
+        g = one or parser.add_argument_group(name)
+        return g if only is None else _Only(g, only)
 
     motion = group("motion")
     if not still:
@@ -258,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
     add_batch_parser(sub, add_clip_options)
     add_bench_parser(sub)
     add_engines_parser(sub)
+    add_export_parser(sub, add_clip_options)
     return parser
 
 

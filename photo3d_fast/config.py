@@ -451,6 +451,27 @@ class DepthConfig:
             raise Photo3DError(f"--depth-kind {self.kind!r}: choose one of {', '.join(DEPTH_KINDS)}")
 
 
+#: Most triangles of an export: a billion is ~24 GB of glb, beyond any viewer.
+MAX_FACES = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``photo3d export`` adds to a clip's scene options (``export.py``).
+
+    max_faces: most triangles of the mesh; flat regions merge into larger cells until it
+        fits, depth edges stay at full resolution (``scene.mesh``). The default keeps a
+        photo of up to about 0.25 MP whole and a 12 MP glb near 10 MB of geometry.
+    mesh: write a .ply as the vertex-coloured mesh instead of the point cloud of texels.
+    """
+
+    max_faces: int = 500_000
+    mesh: bool = False
+
+    def __post_init__(self) -> None:
+        check_number("--max-faces", self.max_faces, 1, MAX_FACES, whole=True)
+
+
 @dataclass(frozen=True)
 class ClipOptions:
     """Every option of one clip, grouped as the stages use them. frames_dir: also write
