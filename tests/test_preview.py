@@ -534,3 +534,77 @@ def test_page_in_headless_chromium(tmp_path):
         asyncio.run(main())
     finally:
         p.close()
+
+
+def test_scene_glb_is_the_export_of_the_photo(previewer, folder, tmp_path):
+    from photo3d_fast import export_scene
+
+    async def check(client):
+        r = await client.get("/api/scene.glb", params={"image": "a.png", "depth": "cues", "inpaint": "classic"})
+        assert r.status == 200, await r.text()
+        assert r.content_type == "model/gltf-binary"
+        assert 'filename="a.glb"' in r.headers["Content-Disposition"]
+        body = await r.read()
+        assert body[:4] == b"glTF"
+        # the file photo3d export writes for the same photo and scene options, byte for byte
+        out = export_scene(folder / "a.png", tmp_path / "a.glb", quiet=True, depth="cues", inpaint="classic",
+                           kernels="torch", device="cpu")
+        assert out.read_bytes() == body
+        # a bad option or a file name instead of a depth method is refused, as everywhere
+        r = await client.get("/api/scene.glb", params={"image": "a.png", "depth": str(folder / "a.png")})
+        assert r.status == 400
+        r = await client.get("/api/scene.glb", params={"image": "../outside.png"})
+        assert r.status in (400, 404)
+
+    _run(previewer, check)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_3d_view_in_headless_chromium(tmp_path):
+    from photo3d_fast.pipeline import SAMPLE_IMAGE
+
+    p = Previewer(photo=SAMPLE_IMAGE, max_side=160, kernels="cpp", device="cpu")
+
+    async def canvas_pixels(page, name):
+        rect = await page.evaluate("(() => { const r = document.getElementById('gl3d').getBoundingClientRect();"
+                                   " return [r.left, r.top, r.width, r.height]; })()")
+        shot = np.asarray(Image.open(await page.screenshot(tmp_path / name)).convert("RGB"), np.float64)
+        x, y, w, h = (int(round(v)) for v in rect)
+        return shot[y:y + h, x:x + w], rect
+
+    async def main():
+        app = make_app(p, close_on_cleanup=False)
+        async with TestServer(app, host="127.0.0.1") as server:
+            async with Chromium(f"http://127.0.0.1:{server.port}/", size=(900, 600)) as page:
+                await page.wait_for("window.preview && window.preview.ready", timeout=120)
+                await page.evaluate("(() => { const el = document.getElementById('inpaint'); el.value = 'classic';"
+                                    " el.dispatchEvent(new Event('change')); })()")
+                await page.evaluate("document.getElementById('view3d').click()")
+                await page.wait_for("window.preview.scene3d !== null && window.preview.scene3d !== undefined",
+                                    timeout=180)
+                assert await page.evaluate("window.preview.scene3d") == "ready", page.console
+                await asyncio.sleep(1.0)
+                before, rect = await canvas_pixels(page, "scene3d.png")
+                # the photo's own view of its scene: the photo's colours (a textured scene, not
+                # white untextured triangles, not a blank canvas)
+                photo = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB"), np.float64)
+                drawn = before[np.abs(before - 17).max(-1) > 2]  # not the viewer's background (#111)
+                assert len(drawn) > 0.3 * before.shape[0] * before.shape[1], "the 3D view is blank"
+                assert (drawn.min(-1) > 245).mean() < 0.05, "the scene is drawn without its texture"
+                assert np.abs(drawn.mean(0) - photo.reshape(-1, 3).mean(0)).max() < 20, \
+                    (drawn.mean(0), photo.reshape(-1, 3).mean(0))
+                _artifact(tmp_path / "scene3d.png")
+                cx, cy = rect[0] + rect[2] / 2, rect[1] + rect[3] / 2
+                await page.drag((cx, cy), (cx + rect[2] * 0.3, cy + rect[3] * 0.1))
+                await asyncio.sleep(1.0)
+                after, _ = await canvas_pixels(page, "scene3d_orbit.png")
+                assert np.abs(after - before).mean() > 3.0, "dragging did not orbit the scene"
+                href = await page.evaluate("document.getElementById('scene3d-download').getAttribute('href')")
+                assert href.startswith("/api/scene.glb?")
+                await page.evaluate("document.getElementById('scene3d-close').click()")
+                assert await page.evaluate("document.getElementById('scene3d').hidden")
+
+    try:
+        asyncio.run(main())
+    finally:
+        p.close()

@@ -31,6 +31,8 @@ def nbytes(obj: Any) -> int:
                 return 0
             storages.add(storage.data_ptr())
             return storage.nbytes()
+        if isinstance(o, (bytes, bytearray)):
+            return len(o)
         if isinstance(o, np.ndarray):
             return walk(o.base, depth + 1) if isinstance(o.base, np.ndarray) else o.nbytes
         if isinstance(o, dict):

@@ -16,6 +16,7 @@ depth by method name only.
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ..clip import write_clip
 from ..config import ClipOptions, DepthConfig, EngineConfig, RenderConfig, SceneConfig
 from ..device import resolve_device
 from ..errors import Photo3DError
+from ..export import export_ldi, scene_files
 from ..inpaint import resolve_inpaint
 from ..io import Photo, load_image, resize_map
 from ..ops import fill as fill_op
@@ -283,6 +285,24 @@ class Previewer:
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
         return buf.getvalue()
+
+    # the 3D view ---------------------------------------------------------------------
+    def scene_glb(self, image: str, opts: SceneOptions) -> tuple[bytes, str]:
+        """The .glb ``photo3d export`` writes for this photo and these scene options (full
+        resolution, the default --max-faces), and its file name; built once, cached."""
+        clip = self.scene_clip_options(opts)
+        image = self.photo_id(image)
+        method = resolve_inpaint(clip.engine.inpaint, engine_options(clip.engine, clip.render), quiet=True)
+        key = ("glb", image, opts.fov, opts.depth, method, opts.clean_depth)
+
+        def make() -> tuple[bytes, str]:
+            prepared = self.prepared(image, opts.fov, opts.depth)
+            # the name goes into a Content-Disposition header: plain characters only
+            name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(image).stem) + ".glb"
+            files, _ = scene_files(export_ldi(prepared, clip), Path(name))
+            return files[name], name
+
+        return self._cached(key, make)
 
     # export ------------------------------------------------------------------------
     def submit_export(self, image: str, options: dict) -> Job:

@@ -89,7 +89,8 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     web = None
 
 STATIC_DIR = Path(__file__).parent / "static"
-STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
+                "viewer3d.js": "text/javascript"}
 #: The header the page's state-changing calls carry the server's token in.
 TOKEN_HEADER = "X-Photo3D-Token"
 #: Where index.html has the token put in (a <meta> tag: the page's CSP forbids inline scripts).
@@ -235,9 +236,12 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
             else:
                 raise
         if isinstance(response, web.StreamResponse) and not response.prepared:
+            # connect-src blob:: the 3D view's glTF loader fetches the textures it unpacks
+            # from the .glb through blob: URLs the page itself made.
             response.headers.setdefault(
                 "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; base-uri 'none'",
+                "default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; object-src 'none'; "
+                "base-uri 'none'",
             )
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Cache-Control", "no-store")
@@ -311,6 +315,12 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
         buf = io.BytesIO()
         Image.fromarray(array).save(buf, format="PNG", compress_level=1)
         return web.Response(body=buf.getvalue(), content_type="image/png")
+
+    async def scene_glb(request):
+        req = checked(check_request(_query(request)))
+        body, name = await run(previewer.scene_glb, req.image, req.scene)
+        return web.Response(body=body, content_type="model/gltf-binary",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def poses(request):
         req = checked(check_request(_query(request)))
@@ -388,6 +398,7 @@ def make_app(previewer: Previewer, loopback_only: bool = True, close_on_cleanup:
     app.router.add_get("/api/scene", scene)
     app.router.add_get("/api/layer", layer)
     app.router.add_get("/api/poses", poses)
+    app.router.add_get("/api/scene.glb", scene_glb)
     app.router.add_post("/api/export", export)
     app.router.add_get("/api/jobs/{id}", job)
     app.router.add_post("/api/jobs/{id}/cancel", cancel)

@@ -719,6 +719,39 @@ function setupTilt() {
   window.addEventListener("deviceorientation", onTilt);
 }
 
+// The 3D view: the .glb `photo3d export` writes for this photo and scene options, drawn by
+// three.js (static/viewer3d.js, loaded on first use: it is 0.6 MB) and orbitable.
+let viewer3d = null;
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const s = document.createElement("script");
+    s.src = src; s.onload = resolve; s.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.appendChild(s);
+  });
+}
+async function open3d() {
+  const url = `/api/scene.glb?${sceneQuery()}`;
+  $("scene3d").hidden = false;
+  $("scene3d-download").href = url;
+  $("scene3d-status").textContent = "building the 3D scene (as photo3d export does)…";
+  preview.scene3d = null;
+  try {
+    if (!window.photo3dViewer) await loadScript("/static/viewer3d.js");
+    viewer3d?.dispose();
+    viewer3d = await window.photo3dViewer.showScene($("gl3d"), url, {
+      onProgress: (f) => { $("scene3d-status").textContent = `loading the 3D scene ${Math.round(100 * f)}%`; } });
+    $("scene3d-status").textContent = "drag to orbit, scroll to zoom, right-drag to pan";
+    preview.scene3d = "ready";
+  } catch (e) {
+    $("scene3d-status").textContent = `3D view failed: ${e.message}`;
+    preview.scene3d = `error: ${e.message}`;
+  }
+}
+function close3d() {
+  viewer3d?.dispose(); viewer3d = null;
+  $("scene3d").hidden = true;
+}
+
 async function exportClip() {
   $("download").hidden = true;
   $("progress").hidden = false; $("progress").value = 0;
@@ -799,6 +832,9 @@ async function main() {
     $("play").textContent = state.playing ? "Pause" : "Play";
   });
   $("export").addEventListener("click", exportClip);
+  $("view3d").addEventListener("click", open3d);
+  $("scene3d-close").addEventListener("click", close3d);
+  $("scene3d-home").addEventListener("click", () => viewer3d?.reset());
   $("cancel").addEventListener("click", cancelExport);
   $("save").addEventListener("click", saveSettings);
 
