@@ -145,6 +145,21 @@ def test_auto_order(monkeypatch, tmp_path):
     assert formats.plan_output(tmp_path / "c.mp4", EncodeConfig(), allow_nvenc=False).kind == "ffmpeg-nvenc"
 
 
+def test_frames_over_nvencs_limit_skip_it_or_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(formats, "probe_nvenc", lambda codec: (True, ""))
+    monkeypatch.setattr(formats, "probe_ffmpeg_encoder", lambda name: (True, ""))
+    # an sbs stereo clip of 2560-wide eyes: 5120 wide, over NVENC's h264 limit (4096)
+    plan = formats.plan_output(tmp_path / "c.mp4", EncodeConfig(), size=(5120, 1440))
+    assert plan.kind == "x264" and "over NVENC's h264 limit of 4096" in plan.why
+    assert formats.plan_output(tmp_path / "c.mp4", EncodeConfig(codec="hevc"), size=(5120, 1440)).kind == "nvenc"
+    assert formats.plan_output(tmp_path / "c.mp4", EncodeConfig(), size=(4096, 2048)).kind == "nvenc"
+    for kind in ("nvenc", "ffmpeg-nvenc"):
+        with pytest.raises(Photo3DError, match="over NVENC's h264 limit of 4096.*hevc takes 8192.*--encoder x264"):
+            formats.plan_output(tmp_path / "c.mp4", EncodeConfig(encoder=kind), size=(5120, 1440))
+    with pytest.raises(Photo3DError, match="hevc limit of 8192"):
+        formats.plan_output(tmp_path / "c.mp4", EncodeConfig(encoder="ffmpeg-nvenc", codec="hevc"), size=(8200, 64))
+
+
 KINDS = ["x264", "x265", "svtav1", "vpx", "gif", "webp"]
 EXT = {"vpx": ".webm", "gif": ".gif", "webp": ".webp"}
 

@@ -47,6 +47,9 @@ KINDS = {
     "webp": {"webp": "libwebp_anim"},
 }
 #: the CPU encoder of each codec, the last resort of `auto`
+#: Largest frame side NVENC encodes, per codec (NVIDIA's Video Codec SDK: H.264 4096x4096,
+#: HEVC and AV1 8192x8192, on every GPU generation with NVENC that supports the codec).
+NVENC_MAX_SIDE = {"h264": 4096, "hevc": 8192, "av1": 8192}
 CPU_KIND = {"h264": "x264", "hevc": "x265", "av1": "svtav1", "vp9": "vpx", "gif": "gif", "webp": "webp"}
 #: default quality (crf; constant-quality cq for NVENC) per ffmpeg encoder: visually
 #: lossless-ish for x264, the same look for the others (their scales differ)
@@ -77,11 +80,24 @@ class OutputPlan:
         return f"{what}; {self.why}" if self.why else what
 
 
-def plan_output(path: str | Path, config: EncodeConfig, allow_nvenc: bool = True) -> OutputPlan:
+def nvenc_too_large(codec: str, size: tuple[int, int] | None) -> str | None:
+    """Why NVENC cannot encode frames of (W, H) ``size`` in ``codec`` (NVENC_MAX_SIDE), or None."""
+    limit = NVENC_MAX_SIDE.get(codec)
+    if size is None or limit is None or max(size) <= limit:
+        return None
+    return (f"{size[0]}x{size[1]} frames are over NVENC's {codec} limit of {limit} pixels a side"
+            + ("; hevc takes 8192" if codec == "h264" else ""))
+
+
+def plan_output(path: str | Path, config: EncodeConfig, allow_nvenc: bool = True,
+                size: tuple[int, int] | None = None) -> OutputPlan:
     """Resolve encoder and codec for writing ``path`` with ``config``, probing for `auto`.
 
+    size: (W, H) of the frames, when known: NVENC's size limits (``NVENC_MAX_SIDE``) then
+    refuse an explicit NVENC encoder and make `auto` skip NVENC.
     Raises Photo3DError for an unknown extension, a codec the container cannot hold, an
-    encoder that cannot make the codec, or an encoder missing from the ffmpeg binary.
+    encoder that cannot make the codec, an encoder missing from the ffmpeg binary, or frames
+    too large for the chosen hardware encoder.
     """
     suffix = Path(path).suffix.lower()
     if suffix not in CONTAINERS:
@@ -122,21 +138,27 @@ def plan_output(path: str | Path, config: EncodeConfig, allow_nvenc: bool = True
             raise Photo3DError("the nvenc encoder (PyNvVideoCodec) is opened by "
                                "photo3d_fast.encode.open_video, not by VideoWriter")
         encoder = KINDS[kind][codec]
+        too_large = nvenc_too_large(codec, size) if kind in ("nvenc", "ffmpeg-nvenc") else None
+        if too_large:
+            raise Photo3DError(f"--encoder {kind}: {too_large}; use --encoder {CPU_KIND[codec]} or a smaller --size")
         if kind != "nvenc" and encoder not in ffmpeg_encoders():
             raise Photo3DError(f"the ffmpeg binary ({ffmpeg_exe()}) has no {encoder} encoder; "
                                f"choose another --encoder")
         return OutputPlan(kind, codec, encoder, muxer, suffix)
-    return _auto(codec, muxer, suffix, allow_nvenc)
+    return _auto(codec, muxer, suffix, allow_nvenc, size)
 
 
-def _auto(codec: str, muxer: str, suffix: str, allow_nvenc: bool) -> OutputPlan:
+def _auto(codec: str, muxer: str, suffix: str, allow_nvenc: bool, size: tuple[int, int] | None = None) -> OutputPlan:
     skipped = []
-    if "nvenc" in KINDS and codec in KINDS["nvenc"] and allow_nvenc:
+    too_large = nvenc_too_large(codec, size)
+    if too_large:
+        skipped.append(f"nvenc: {too_large}")
+    elif "nvenc" in KINDS and codec in KINDS["nvenc"] and allow_nvenc:
         ok, why = probe_nvenc(codec)
         if ok:
             return OutputPlan("nvenc", codec, KINDS["nvenc"][codec], muxer, suffix, "an NVENC session opened")
         skipped.append(f"nvenc: {why}")
-    if codec in KINDS["ffmpeg-nvenc"]:
+    if codec in KINDS["ffmpeg-nvenc"] and not too_large:
         name = KINDS["ffmpeg-nvenc"][codec]
         ok, why = probe_ffmpeg_encoder(name)
         if ok:

@@ -70,7 +70,7 @@ class NvencWriter(FfmpegSink):
                  config: EncodeConfig = EncodeConfig(encoder="nvenc"), queue_size: int = 8,
                  plan: OutputPlan | None = None, gpu_id: int | None = None,
                  device: torch.device | str | None = None) -> None:
-        plan = plan or plan_output(path, config)
+        plan = plan or plan_output(path, config, size=size)
         if plan.kind != "nvenc":
             raise Photo3DError(f"NvencWriter got a plan for {plan.kind}; use open_video")
         if config.pix_fmt not in ("yuv420p", "nv12"):

@@ -35,7 +35,7 @@ def open_video(path: str | os.PathLike, fps: float, size: tuple[int, int],
     device: where the frames will be (the renderer's device); NVENC opens its session on
     that GPU.
     """
-    plan = plan_output(path, config)
+    plan = plan_output(path, config, size=size)
     if config.encoder == "auto" and plan.kind not in ("gif", "webp"):
         notice(f"encoder: {plan.describe()}", quiet)
     if plan.kind == "nvenc":
@@ -64,7 +64,7 @@ class VideoWriter(FfmpegSink):
                  config: EncodeConfig = EncodeConfig(), queue_size: int = 8,
                  plan: OutputPlan | None = None) -> None:
         self.config = config
-        plan = plan or plan_output(path, config, allow_nvenc=False)
+        plan = plan or plan_output(path, config, allow_nvenc=False, size=size)
         self._label = f"ffmpeg ({plan.encoder})"
         super().__init__(path, fps, size, queue_size, plan)
 
