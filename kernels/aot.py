@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from photo3d_fast.kernels import fill, grow, nv12, splat
+from photo3d_fast.kernels import dof, fill, grade, grow, nv12, splat
 
 #: sm_80 (A100), sm_89 (L4/L40/RTX 40), sm_90 (H100/H200): the architectures setup.py builds csrc/ for.
 ARCHS = (80, 89, 90)
@@ -57,6 +57,8 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
                        nv12._V2, *nv12.OFFSET)))
     nv = {"rgb": "*u8", "out": "*u8", "H": _I32, "W": _I32, "sy": _I32, "sx": _I32, "sc": _I32, "n_sites": _I32,
           **{k: "constexpr" for k in coeffs}, "IS_FLOAT": "constexpr", "BLOCK": "constexpr"}
+    graded = {"color": "*fp32", "depth": "*fp32", "Ks": "*fp32", "ref": "*fp32", "out": "*fp32", "H": _I32, "W": _I32,
+              **{k: "fp32" for k in ("fog_density", "fog_start", "fog_r", "fog_g", "fog_b", "falloff", "vignette")}}
     return {
         "splat.zbuffer": (splat._zbuffer_kernel, {**texel, "zbuf_ptr": "*i64", **dims, "BLOCK": "constexpr"},
                           {"BLOCK": splat.BLOCK}),
@@ -91,6 +93,13 @@ def _specs() -> dict[str, tuple[object, dict[str, str], dict[str, object]]]:
                        {"BLOCK": grow.BLOCK}),
         "nv12.uint8": (nv12._nv12_kernel, nv, {**coeffs, "IS_FLOAT": False, "BLOCK": 256}),
         "nv12.float": (nv12._nv12_kernel, {**nv, "rgb": "*fp32"}, {**coeffs, "IS_FLOAT": True, "BLOCK": 256}),
+        "dof.gather": (dof._dof_kernel, {"color": "*fp32", "depth": "*fp32", "radius": "*fp32", "off_yx": "*i32",
+                                         "off_d": "*fp32", "out": "*fp32", "H": _I32, "W": _I32, "n_offs": _I32,
+                                         "tol": "fp32", "AREA": "constexpr", "BLOCK": "constexpr"},
+                       {"AREA": 3.141592653589793, "BLOCK": dof.BLOCK}),
+        "grade.all": (grade._grade_kernel, {**graded, "FALLOFF": "constexpr", "FOG": "constexpr",
+                                            "VIGNETTE": "constexpr", "BLOCK": "constexpr"},
+                      {"FALLOFF": True, "FOG": True, "VIGNETTE": True, "BLOCK": grade.BLOCK}),
     }
 
 

@@ -6,6 +6,8 @@ Public API (everything else may change):
   their flat names (``config.OPTIONS``, the CLI's flags) or ``options=ClipOptions(...)``.
 - ``export_scene(image_path, out_path, **options) -> Path``: the photo's 3D scene as .glb,
   .gltf, .obj or .ply (the scene's options as ``render_clip``'s, plus max_faces, mesh).
+- ``refocus(image_path, out_path, **options) -> Path``: the photo with thin-lens depth of
+  field (``photo3d_fast.effects.refocus``, with ``refocus_array`` for arrays).
 - ``render_stereo(image_path, out_path, **options) -> Path``: one stereo image (or VR180
   pair) of the photo at its own viewpoint; the same options.
 - ``render_views(image, depth, K, poses, size=None, layers=2, kernels="auto")``: render
@@ -20,6 +22,7 @@ __version__ = "0.1.0"
 from .clip import render_clip
 from .config import ClipOptions, DepthConfig, EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
 from .depth import estimate_disparity
+from .effects.refocus import refocus
 from .encode.writers import PngFrameWriter, VideoWriter
 from .errors import Photo3DError
 from .export import export_scene
@@ -53,6 +56,7 @@ __all__ = [
     "load_image",
     "make_path",
     "preset_path",
+    "refocus",
     "render_clip",
     "render_stereo",
     "render_views",

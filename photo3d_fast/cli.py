@@ -18,6 +18,7 @@ from .batch.cli import add_batch_parser
 from .benchmark.cli import add_bench_parser
 from .clip import render_clip
 from .config import (
+    BOKEH_CHOICES,
     CODEC_CHOICES,
     DEFAULT_FAR,
     DEFAULT_FOV_DEG,
@@ -33,14 +34,17 @@ from .config import (
     UPSCALE_MODES,
     ClipOptions,
     DepthConfig,
+    EffectsConfig,
     EncodeConfig,
     EngineConfig,
+    FOG_COLORS,
     PathConfig,
     RenderConfig,
     SceneConfig,
     parse_size,
 )
 from .engines.cli import add_engine_options, add_engines_parser
+from .effects.refocus import add_parser as add_refocus_parser
 from .errors import Photo3DError, notice
 from .export import add_export_parser
 from .pipeline import SAMPLE_IMAGE, write_depth
@@ -206,6 +210,19 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
     eng.add_argument("--upscale-mode", choices=UPSCALE_MODES,
                      help="texture (default): once, on the photo the scene is built from; frames: every "
                           "frame is rendered at 1/4 size and super-resolved (slow, sharpest)")
+    fx = group("depth effects (off by default; scene units read as metres)")
+    fx.add_argument("--dof", type=float, metavar="F_NUMBER",
+                    help="depth of field of a thin lens at this f-number, focused at --focus (or --focus-pull)")
+    fx.add_argument("--focus-pull", metavar="A:B", help="with --dof: animate the focus from depth A to depth B")
+    fx.add_argument("--focal-length", type=float, metavar="MM",
+                    help="35 mm-equivalent focal length of the --dof lens (default: from the field of view)")
+    fx.add_argument("--bokeh", choices=BOKEH_CHOICES, help=f"aperture shape (default {EffectsConfig.bokeh})")
+    fx.add_argument("--fog", metavar="DENSITY[,COLOR]",
+                    help="exponential fog, density per scene unit, colour #RRGGBB or " + ", ".join(FOG_COLORS))
+    fx.add_argument("--fog-start", type=float, metavar="DEPTH", help="depth where the fog begins (default 0)")
+    fx.add_argument("--falloff", type=float, metavar="K",
+                    help="light falloff (z_focus / z)^K beyond the focus depth; 2 = inverse square (default 0: off)")
+    fx.add_argument("--vignette", type=float, metavar="S", help="cos^4 vignetting strength 0..1 (default 0: off)")
     parser.set_defaults(**dict.fromkeys(OPTIONS))
 
 
@@ -273,6 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_engines_parser(sub)
     add_export_parser(sub, add_clip_options)
+    add_refocus_parser(sub)
     return parser
 
 

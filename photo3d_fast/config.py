@@ -472,6 +472,91 @@ class ExportConfig:
         check_number("--max-faces", self.max_faces, 1, MAX_FACES, whole=True)
 
 
+#: ``--bokeh``: the aperture's outline (``ops.dof``).
+BOKEH_CHOICES = ("disc", "hexagon")
+#: ``--fog DENSITY,COLOR`` colour names (else #RRGGBB), sRGB 0..255.
+FOG_COLORS = {"white": (255, 255, 255), "gray": (128, 128, 128), "grey": (128, 128, 128), "black": (0, 0, 0),
+              "haze": (200, 210, 222), "blue": (150, 175, 210), "warm": (235, 215, 190)}
+
+
+def parse_fog(text: str) -> tuple[float, tuple[int, int, int]]:
+    """--fog "DENSITY[,COLOR]" -> (density in 1 / scene units, sRGB colour 0..255); COLOR
+    is #RRGGBB or a name of FOG_COLORS, default haze."""
+    density, _, color = str(text).strip().partition(",")
+    try:
+        d = float(density)
+    except ValueError:
+        raise Photo3DError(f"--fog {text!r}: give DENSITY[,COLOR], e.g. 0.2 or 0.2,#c8d2de") from None
+    check_number("--fog density", d, 0, 1e4, unit=" (1 / scene units)")
+    color = color.strip().lower() or "haze"
+    if color in FOG_COLORS:
+        return d, FOG_COLORS[color]
+    if re.fullmatch(r"#[0-9a-f]{6}", color):
+        return d, tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    raise Photo3DError(f"--fog colour {color!r}: give #RRGGBB or one of {', '.join(FOG_COLORS)}")
+
+
+def parse_focus_pull(text: str) -> tuple[float, float]:
+    """--focus-pull "A:B" -> (A, B): the focus z-depth (scene units) at the first and last frame."""
+    a, sep, b = str(text).strip().partition(":")
+    try:
+        pull = (float(a), float(b)) if sep else None
+    except ValueError:
+        pull = None
+    if pull is None:
+        raise Photo3DError(f"--focus-pull {text!r}: give FROM:TO, two depths in scene units, e.g. 1.5:6")
+    for v in pull:
+        check_number("--focus-pull", v, MIN_DEPTH, MAX_DEPTH, unit=" (a depth, scene units)")
+    return pull
+
+
+@dataclass(frozen=True)
+class EffectsConfig:
+    """Per-frame depth effects of a clip (``render.effects``); all off by default, and off
+    they cost nothing.
+
+    dof: f-number of a thin lens (depth of field; None: off), focused at --focus-pull's
+        depths (animated from A to B over the clip) or else the path's focus depth (--focus);
+        scene units read as metres. focal_length: 35 mm-equivalent focal length, mm (None:
+        from the field of view). bokeh: the aperture's outline, BOKEH_CHOICES.
+    fog: "DENSITY[,COLOR]" (``parse_fog``): exponential fog, density 1 / scene units, from
+        z-depth fog_start (scene units). falloff: light falloff exponent with depth (2 =
+        inverse square of a light at the camera), relative to the focus depth. vignette:
+        cos^4 vignetting strength in [0, 1]. Formulas: ``ops.grade``, ``ops.dof``.
+    """
+
+    dof: float | None = None
+    focal_length: float | None = None
+    bokeh: str = "disc"
+    focus_pull: str | None = None
+    fog: str | None = None
+    fog_start: float = 0.0
+    falloff: float = 0.0
+    vignette: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.dof is not None:
+            check_number("--dof", self.dof, 0, 1000, above=True, unit=" (an f-number, e.g. 2.8)")
+        if self.focal_length is not None:
+            check_number("--focal-length", self.focal_length, 1, 5000, unit=" mm (35 mm equivalent)")
+        if self.bokeh not in BOKEH_CHOICES:
+            raise Photo3DError(f"--bokeh {self.bokeh!r}: choose one of {', '.join(BOKEH_CHOICES)}")
+        if self.focus_pull is not None:
+            parse_focus_pull(self.focus_pull)
+            if self.dof is None:
+                raise Photo3DError("--focus-pull animates the depth of field's focus; add --dof F_NUMBER")
+        if self.fog is not None:
+            parse_fog(self.fog)
+        check_number("--fog-start", self.fog_start, 0, MAX_DEPTH, unit=" (a depth, scene units)")
+        check_number("--falloff", self.falloff, 0, 8, unit=" (an exponent; 2 = inverse square)")
+        check_number("--vignette", self.vignette, 0, 1)
+
+    @property
+    def active(self) -> bool:
+        """Whether any effect is on."""
+        return self.dof is not None or self.fog is not None or self.falloff > 0 or self.vignette > 0
+
+
 @dataclass(frozen=True)
 class ClipOptions:
     """Every option of one clip, grouped as the stages use them. frames_dir: also write
@@ -483,6 +568,7 @@ class ClipOptions:
     encode: EncodeConfig = EncodeConfig()
     depth: DepthConfig = DepthConfig()
     engine: EngineConfig = EngineConfig()
+    effects: EffectsConfig = EffectsConfig()
     frames_dir: Path | None = None
 
     @classmethod
@@ -511,7 +597,7 @@ class ClipOptions:
 
 
 _GROUPS = {"scene": SceneConfig, "path": PathConfig, "render": RenderConfig, "encode": EncodeConfig,
-           "depth": DepthConfig, "engine": EngineConfig}
+           "depth": DepthConfig, "engine": EngineConfig, "effects": EffectsConfig}
 #: The options whose user-facing name is not their field's name. ``frames`` (a folder for
 #: the PNG frames) is a field of ClipOptions itself (group None).
 _RENAMED = {"path": ("path", "preset"), "depth": ("depth", "source"), "depth_kind": ("depth", "kind"),

@@ -25,6 +25,7 @@ from .errors import Photo3DError, notice
 from .inpaint import resolve_inpaint
 from .io import Photo, check_output, load_depth_map, load_image, remove_stale_partials, resize_map, write_atomic
 from .render import Renderer
+from .render.effects import effects_for
 from .render.stereo import compose, default_ipd, equirect_180, vr180_side
 from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics, zoom_intrinsics
 from .scene.ldi import build_ldi, ldi_params_for_motion
@@ -252,7 +253,8 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
                     device=device, kernels=opts.render.kernels, clean_depth=opts.render.clean_depth,
                     inpaint=inpaint, engine=engine)
-    renderer = Renderer(ldi, opts.render.kernels, opts.render.frames_per_launch)
+    effects = effects_for(opts.effects, plan.focus, len(path), out_size, opts.render.kernels, device)
+    renderer = Renderer(ldi, opts.render.kernels, opts.render.frames_per_launch, effects)
     batch = renderer.batch_size(out_size)
     K_out = plan.K_out
     notice(f"{prepared.name} {w}x{h} -> {out_size[0]}x{out_size[1]}"
@@ -264,6 +266,7 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
         f"{opts.path.fps:g} fps; {prepared.notes}; inpaint: {inpaint}; overscan {plan.overscan:.3f}; kernels: {renderer.kernels} on {device}"
         + (f" ({batch} frames per launch)" if batch > 1 and stereo == "none" else "")
         + (f" (both eyes of {max(1, batch // 2)} frames per launch)" if stereo != "none" else "")
+        + (f"; effects: {effects.describe()}" if effects is not None else "")
         + "; "
         f"LDI in {time.perf_counter() - t0:.1f} s", quiet)
     from tqdm import tqdm

@@ -4,7 +4,9 @@ inpainting methods, never file names, so that no request can make the server rea
 ``check_request`` is the one validator every endpoint (HTTP and the WebSocket) runs.
 
 Options travel by their flat names (path, amount, duration, fps, fov, size "WxH",
-overscan, depth, inpaint, clean_depth), the same a batch manifest row takes. Four of them
+overscan, depth, inpaint, clean_depth, and the depth effects dof, focal_length, bokeh,
+focus_pull, fog, fog_start, falloff, vignette, which exports apply), the same a batch
+manifest row takes. Four of them
 (``SCENE_OPTION_NAMES``) change the layered depth image itself; the rest only move the
 camera or shape the output. The server's limits are defined here, once (README, "Bad input").
 """
@@ -24,7 +26,8 @@ from ..scene.paths import ALIASES, PRESETS
 from .photos import safe_relative
 
 #: The options the page may set.
-OPTION_NAMES = ("path", "amount", "duration", "fps", "fov", "size", "overscan", "depth", "inpaint", "clean_depth")
+OPTION_NAMES = ("path", "amount", "duration", "fps", "fov", "size", "overscan", "depth", "inpaint", "clean_depth",
+                "dof", "focal_length", "bokeh", "focus_pull", "fog", "fog_start", "falloff", "vignette")
 #: The options that change a photo's LDI (what the page draws and the server renders).
 SCENE_OPTION_NAMES = ("fov", "depth", "inpaint", "clean_depth")
 

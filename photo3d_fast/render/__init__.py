@@ -21,6 +21,7 @@ from ..ops.backends import select
 from ..scene.camera import scale_intrinsics, validate_depth, zoom_intrinsics
 from ..scene.ldi import LDI, build_ldi, ldi_params_for_motion
 from ..scene.paths import CameraPath
+from .effects import FrameEffects, frame_depth, position_grid
 from .stereo import eye_cameras
 
 #: Most frames one launch renders when the batch size is automatic: past a handful of
@@ -53,14 +54,19 @@ class Renderer:
     many frames of a path one kernel launch renders (None: ``auto_frames_per_launch``).
     Batching saves the fixed per-frame costs (launches, host syncs); it does not change a
     pixel. The renderer works on the LDI's device; frames come back as tensors on it.
+    effects: the clip's per-frame depth effects (``effects.FrameEffects``), applied to each
+    float frame and its depth before quantising; None (the default) renders as without them.
     """
 
-    def __init__(self, ldi: LDI, kernels: str = "auto", frames_per_launch: int | None = None) -> None:
+    def __init__(self, ldi: LDI, kernels: str = "auto", frames_per_launch: int | None = None,
+                 effects: FrameEffects | None = None) -> None:
         check_frames_per_launch(frames_per_launch)
         self.ldi = ldi
         self.kernels, self._impl = select("splat", kernels, ldi.device)
         self.frames_per_launch = frames_per_launch
         self._grid = self._impl.prepare(ldi)
+        self.effects = effects
+        self._positions = position_grid(self._grid) if effects is not None and effects.needs_depth else None
 
     def batch_size(self, size: tuple[int, int]) -> int:
         """Frames per launch at output size (W, H)."""
@@ -85,11 +91,12 @@ class Renderer:
         poses, Ks = self._path_cameras(path, K, size)
         n = self.batch_size(size)
         if n == 1:
-            for c2w_t, K_t in zip(poses, Ks):
-                yield self._frame(c2w_t, K_t, size)
+            for i, (c2w_t, K_t) in enumerate(zip(poses, Ks)):
+                yield self._frames(c2w_t[None], K_t[None], size, torch.tensor([i]))[0]
             return
         for start in range(0, len(poses), n):
-            yield from self._frames(poses[start : start + n], Ks[start : start + n], size)
+            ids = torch.arange(start, min(start + n, len(poses)))
+            yield from self._frames(poses[start : start + n], Ks[start : start + n], size, ids)
 
     def render_stereo_path(self, path: CameraPath, K: np.ndarray, size: tuple[int, int], ipd: float,
                            convergence: float) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -105,7 +112,8 @@ class Renderer:
         frames_per_launch = max(1, self.batch_size(size) // 2)
         for start in range(0, len(path), frames_per_launch):
             views = self._frames(eye_poses[2 * start : 2 * (start + frames_per_launch)],
-                                 eye_Ks[2 * start : 2 * (start + frames_per_launch)], size)
+                                 eye_Ks[2 * start : 2 * (start + frames_per_launch)], size,
+                                 torch.arange(2 * start, min(2 * (start + frames_per_launch), 2 * len(path))) // 2)
             for i in range(0, len(views), 2):
                 yield views[i], views[i + 1]
 
@@ -117,13 +125,22 @@ class Renderer:
         Ks = torch.as_tensor(np.stack([zoom_intrinsics(K, float(z), size) for z in path.zoom]), dtype=torch.float32)
         return poses, Ks.to(dev)
 
-    def _frames(self, c2ws: torch.Tensor, Ks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _frames(self, c2ws: torch.Tensor, Ks: torch.Tensor, size: tuple[int, int],
+                frames: torch.Tensor | None = None) -> torch.Tensor:
         """(F, H, W, 3) uint8. An implementation that quantises natively (the C++ CPU kernels'
-        ``render_frames_u8``, the same bytes) saves torch's extra passes over the frames."""
+        ``render_frames_u8``, the same bytes) saves torch's extra passes over the frames.
+        frames: (F,) the views' frame indices in the path, for the effects (None: 0..F-1)."""
         quantised = getattr(self._impl, "render_frames_u8", None)
-        if quantised is not None:
+        if quantised is not None and self.effects is None:
             return quantised(self._grid, c2ws, Ks, size)
         color, _ = self._impl.render_frames(self._grid, c2ws, Ks, size)
+        if self.effects is not None:
+            depth = None
+            if self._positions is not None:
+                grid, lo, scale = self._positions
+                depth = frame_depth(self._impl.render_frames(grid, c2ws, Ks, size)[0], lo, scale, c2ws)
+            ids = torch.arange(len(c2ws)) if frames is None else frames
+            color = self.effects(color, depth, Ks, ids.to(color.device))
         return (color * 255.0 + 0.5).to(torch.uint8)
 
     def _frame(self, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -92,12 +92,16 @@ function choose(id, value) {
   if (![...el.options].some((o) => o.value === value)) el.add(new Option(value, value));
   el.value = value;
 }
+// The depth effects the page sets (exports apply them; the live view does not); the server
+// takes every effect of options.OPTION_NAMES.
+const EFFECTS = ["dof", "fog", "vignette"];
 function options() {
   const o = { path: $("path").value, amount: +$("amount").value, duration: +$("duration").value,
               fps: +$("fps").value, overscan: $("overscan").value === "true", depth: $("depth").value,
               inpaint: $("inpaint").value, clean_depth: $("clean_depth").value === "true" };
   if ($("fov").value !== "") o.fov = +$("fov").value;
   if ($("size").value) o.size = $("size").value;
+  for (const id of EFFECTS) if ($(id).value !== "") o[id] = $(id).type === "number" ? +$(id).value : $(id).value;
   return o;
 }
 function setOptions(o) {
@@ -112,6 +116,7 @@ function setOptions(o) {
   if (o.inpaint) choose("inpaint", o.inpaint);
   if (o.clean_depth != null) $("clean_depth").value = String(o.clean_depth);
   $("size").value = o.size || "";
+  for (const id of EFFECTS) $(id).value = o[id] != null ? o[id] : "";
 }
 // The options that change the LDI (options.SCENE_OPTION_NAMES), for /api/scene, /api/layer
 // and the frame stream.
@@ -130,6 +135,7 @@ function commandLine() {
   if (o.depth !== "auto") c += ` --depth ${o.depth}`;
   if (o.inpaint !== state.info.defaults.inpaint) c += ` --inpaint ${o.inpaint}`;
   if (!o.clean_depth) c += " --no-clean-depth";
+  for (const id of EFFECTS) if (o[id] != null) c += ` --${id} ${o[id]}`;
   $("command").textContent = c;
 }
 
@@ -823,7 +829,7 @@ async function main() {
   for (const p of info.photos) $("photo").add(new Option(p, p));
   applyLimits(info.limits);
   if (info.mode === "folder") { $("photo-row").hidden = false; $("save").hidden = false; }
-  for (const id of info.option_names) $(id).addEventListener("change", onChange);
+  for (const id of info.option_names) $(id)?.addEventListener("change", onChange);
   $("amount").addEventListener("input", () => { $("amount-out").textContent = $("amount").value; });
   $("photo").addEventListener("change", () => selectPhoto($("photo").value));
   $("play").addEventListener("click", () => {

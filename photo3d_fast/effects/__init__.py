@@ -1,0 +1,1 @@
+"""Effects on a photo and its depth: depth of field, cutouts and compositing."""
