@@ -4,12 +4,15 @@ Public API (everything else may change):
 
 - ``render_clip(image_path, out_path, **options) -> Path``: the whole pipeline; options by
   their flat names (``config.OPTIONS``, the CLI's flags) or ``options=ClipOptions(...)``.
-- ``export_scene(image_path, out_path, **options) -> Path``: the photo's 3D scene as .glb,
-  .gltf, .obj or .ply (the scene's options as ``render_clip``'s, plus max_faces, mesh).
-- ``refocus(image_path, out_path, **options) -> Path``: the photo with thin-lens depth of
-  field (``photo3d_fast.effects.refocus``, with ``refocus_array`` for arrays).
 - ``render_stereo(image_path, out_path, **options) -> Path``: one stereo image (or VR180
   pair) of the photo at its own viewpoint; the same options.
+- ``export_scene(image_path, out_path, **options) -> Path``: the photo's 3D scene as .glb,
+  .gltf, .obj or .ply (the scene's options as ``render_clip``'s, plus max_faces, mesh).
+- ``matte(image_path, out_path, **options) -> Path``: the subject cut out as an RGBA PNG;
+  ``composite(image_path, out_path, background, **options) -> Path``: it over a new
+  background (``photo3d_fast.effects.matte``, with ``matte_array`` for arrays).
+- ``refocus(image_path, out_path, **options) -> Path``: the photo with thin-lens depth of
+  field (``photo3d_fast.effects.refocus``, with ``refocus_array`` for arrays).
 - ``render_views(image, depth, K, poses, size=None, layers=2, kernels="auto")``: render
   novel views of a photo with known depth and cameras.
 - building blocks: ``load_image``, ``estimate_disparity``, ``build_ldi``, ``Renderer``,
@@ -22,8 +25,9 @@ __version__ = "0.1.0"
 from .clip import render_clip
 from .config import ClipOptions, DepthConfig, EncodeConfig, EngineConfig, PathConfig, RenderConfig, SceneConfig
 from .depth import estimate_disparity
-from .effects.refocus import refocus
 from .encode.writers import PngFrameWriter, VideoWriter
+from .effects.matte import composite, matte
+from .effects.refocus import refocus
 from .errors import Photo3DError
 from .export import export_scene
 from .io import load_depth_map, load_image
@@ -48,6 +52,7 @@ __all__ = [
     "SceneConfig",
     "VideoWriter",
     "build_ldi",
+    "composite",
     "disparity_to_depth",
     "estimate_disparity",
     "export_scene",
@@ -55,6 +60,7 @@ __all__ = [
     "load_depth_map",
     "load_image",
     "make_path",
+    "matte",
     "preset_path",
     "refocus",
     "render_clip",

@@ -44,6 +44,7 @@ from .config import (
     parse_size,
 )
 from .engines.cli import add_engine_options, add_engines_parser
+from .effects.matte_cli import add_parsers as add_matte_parsers
 from .effects.refocus import add_parser as add_refocus_parser
 from .errors import Photo3DError, notice
 from .export import add_export_parser
@@ -291,6 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     add_engines_parser(sub)
     add_export_parser(sub, add_clip_options)
     add_refocus_parser(sub)
+    add_matte_parsers(sub)
     return parser
 
 

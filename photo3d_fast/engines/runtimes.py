@@ -110,21 +110,25 @@ class OrtEngine(Engine):
         else:
             providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+        # Exports name their tensors "input"/"output"; a file from elsewhere (U^2-Net-p,
+        # effects/matte.py) has its own names and may have more outputs: the first is used.
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
         self.output_shape = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         x = x.float().contiguous()
         if self.device.type != "cuda":
-            (y,) = self.session.run(None, {"input": x.numpy()})
+            (y,) = self.session.run([self.output_name], {self.input_name: x.numpy()})
             return torch.from_numpy(y)
         if self.output_shape is None:
             self.output_shape = tuple(self.session.get_outputs()[0].shape)
         out = torch.empty(self.output_shape, dtype=torch.float32, device=self.device)
         binding = self.session.io_binding()
         idx = self.device.index or 0
-        binding.bind_input("input", "cuda", idx, np.float32, tuple(x.shape), x.data_ptr())
-        binding.bind_output("output", "cuda", idx, np.float32, self.output_shape, out.data_ptr())
+        binding.bind_input(self.input_name, "cuda", idx, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", idx, np.float32, self.output_shape, out.data_ptr())
         self.session.run_with_iobinding(binding)
         return out
 

@@ -1,0 +1,94 @@
+"""``photo3d matte`` and ``photo3d composite``: the flags and handlers over
+``effects.matte``'s ``matte`` and ``composite``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import DEFAULT_FAR, DEFAULT_NEAR, DEPTH_KINDS, DepthConfig
+from ..engines.cli import add_engine_options
+from ..errors import Photo3DError
+from ..pipeline import SAMPLE_IMAGE
+from .matte import EXTRA, MATTE_MODELS, composite, matte
+
+
+def _depth_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("depth (as photo3d render's)")
+    g.add_argument("--depth", default=DepthConfig.source, metavar="auto|cues|MODEL|FILE",
+                   help="depth source: auto, cues, a model, or a depth map of the photo (default auto)")
+    g.add_argument("--depth-kind", default=DepthConfig.kind, choices=DEPTH_KINDS,
+                   help="how to read a depth-map file (default disparity: white = near)")
+    g.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_engine_options(g)
+    g.add_argument("--offline", action="store_true", help="never download weights (as PHOTO3D_OFFLINE=1)")
+
+
+def _subject_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", nargs="?", type=Path, help="the photo")
+    p.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
+    p.add_argument("--model", default="auto", choices=MATTE_MODELS,
+                   help="how the subject is found: depth (the nearest coherent object), u2netp (salient-object "
+                        f"network, needs photo3d_fast[{EXTRA}]), auto (both fused when installed, else depth) "
+                        "(default auto)")
+    p.add_argument("--point", metavar="X,Y",
+                   help="a pixel on the subject (default: the nearest object near the centre)")
+    p.add_argument("--mask", type=Path, metavar="MASK.png",
+                   help="the subject as a mask of the photo's size (white or opaque = subject); its edge is "
+                        "still matted")
+
+
+def _common(args: argparse.Namespace) -> dict:
+    if args.sample and args.image is not None:
+        raise Photo3DError("give either an image or --sample, not both")
+    if not args.sample and args.image is None:
+        raise Photo3DError(f"no image given; usage: photo3d {args.command} photo.jpg (or --sample)")
+    return dict(model=args.model, point=args.point, mask=args.mask, depth=args.depth, depth_kind=args.depth_kind,
+                weights=args.weights, runtime=args.runtime, precision=args.precision, device=args.device,
+                offline=args.offline, quiet=args.quiet, image_path=args.image)
+
+
+def _matte_cmd(args: argparse.Namespace) -> None:
+    kw = _common(args)
+    image = kw.pop("image_path")
+
+    out = args.output or Path(f"{(image or SAMPLE_IMAGE).stem}_cutout.png")
+    matte(image, out, mask_out=args.mask_out, **kw)
+
+
+def _composite_cmd(args: argparse.Namespace) -> None:
+    kw = _common(args)
+    image = kw.pop("image_path")
+
+    out = args.output or Path(f"{(image or SAMPLE_IMAGE).stem}_composite.png")
+    composite(image, out, args.background, background_depth=args.background_depth, f_number=args.f_number, **kw)
+
+
+def add_parsers(sub) -> None:
+    """``photo3d matte`` and ``photo3d composite``."""
+    m = sub.add_parser("matte", help="cut the photo's subject out as an RGBA PNG",
+                       description="Cut the photo's subject out: an RGBA PNG with a soft, edge-accurate alpha "
+                                   "and the background's colour removed from the edge.")
+    _subject_flags(m)
+    m.add_argument("-o", "--output", type=Path, help="output .png (default: IMAGE_cutout.png, here)")
+    m.add_argument("--mask-out", type=Path, metavar="MASK.png", help="also write the alpha alone (8-bit PNG)")
+    m.add_argument("-q", "--quiet", action="store_true", help="no notes")
+    _depth_flags(m)
+    m.set_defaults(handler=_matte_cmd)
+
+    c = sub.add_parser("composite", help="put the photo's subject over a new background",
+                       description="Put the photo's subject over a new background, which is scaled to cover the "
+                                   "photo and blurred for the subject's focus (depth of field).")
+    _subject_flags(c)
+    c.add_argument("--background", type=Path, required=True, metavar="IMAGE", help="the new background")
+    c.add_argument("-o", "--output", type=Path, help="output .png or .jpg (default: IMAGE_composite.png, here)")
+    c.add_argument("--background-depth", type=float, metavar="Z",
+                   help="the background as a plane at z-depth Z, scene units (the photo's nearest content is at "
+                        f"{DEFAULT_NEAR:g}, its farthest at {DEFAULT_FAR:g}) (default: its own depth estimate, "
+                        "behind the subject)")
+    c.add_argument("--f-number", type=float, default=2.8, metavar="N",
+                   help="aperture of the background's blur, lower = more blur (default 2.8)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no notes")
+    _depth_flags(c)
+    c.set_defaults(handler=_composite_cmd)
