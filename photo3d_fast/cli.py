@@ -224,7 +224,8 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
     fx.add_argument("--falloff", type=float, metavar="K",
                     help="light falloff (z_focus / z)^K beyond the focus depth; 2 = inverse square (default 0: off)")
     fx.add_argument("--vignette", type=float, metavar="S", help="cos^4 vignetting strength 0..1 (default 0: off)")
-    parser.set_defaults(**dict.fromkeys(OPTIONS))
+    # only: the command's own flags may share a name with a clip option it does not take
+    parser.set_defaults(**dict.fromkeys(OPTIONS if only is None else only))
 
 
 def clip_options(args: argparse.Namespace) -> dict:
@@ -291,8 +292,8 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_engines_parser(sub)
     add_export_parser(sub, add_clip_options)
-    add_refocus_parser(sub)
-    add_matte_parsers(sub)
+    add_refocus_parser(sub, add_clip_options)
+    add_matte_parsers(sub, add_clip_options)
     return parser
 
 

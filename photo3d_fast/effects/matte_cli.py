@@ -4,25 +4,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
-from ..config import DEFAULT_FAR, DEFAULT_NEAR, DEPTH_KINDS, DepthConfig
-from ..engines.cli import add_engine_options
+from ..config import DEFAULT_FAR, DEFAULT_NEAR, PHOTO_OPTIONS
 from ..errors import Photo3DError
 from ..pipeline import SAMPLE_IMAGE
 from .matte import EXTRA, MATTE_MODELS, composite, matte
-
-
-def _depth_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("depth (as photo3d render's)")
-    g.add_argument("--depth", default=DepthConfig.source, metavar="auto|cues|MODEL|FILE",
-                   help="depth source: auto, cues, a model, or a depth map of the photo (default auto)")
-    g.add_argument("--depth-kind", default=DepthConfig.kind, choices=DEPTH_KINDS,
-                   help="how to read a depth-map file (default disparity: white = near)")
-    g.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    add_engine_options(g)
-    g.add_argument("--offline", action="store_true", help="never download weights (as PHOTO3D_OFFLINE=1)")
 
 
 def _subject_flags(p: argparse.ArgumentParser) -> None:
@@ -44,9 +32,8 @@ def _common(args: argparse.Namespace) -> dict:
         raise Photo3DError("give either an image or --sample, not both")
     if not args.sample and args.image is None:
         raise Photo3DError(f"no image given; usage: photo3d {args.command} photo.jpg (or --sample)")
-    return dict(model=args.model, point=args.point, mask=args.mask, depth=args.depth, depth_kind=args.depth_kind,
-                weights=args.weights, runtime=args.runtime, precision=args.precision, device=args.device,
-                offline=args.offline, quiet=args.quiet, image_path=args.image)
+    return dict(model=args.model, point=args.point, mask=args.mask, quiet=args.quiet, image_path=args.image,
+                **{name: getattr(args, name) for name in PHOTO_OPTIONS})
 
 
 def _matte_cmd(args: argparse.Namespace) -> None:
@@ -65,8 +52,9 @@ def _composite_cmd(args: argparse.Namespace) -> None:
     composite(image, out, args.background, background_depth=args.background_depth, f_number=args.f_number, **kw)
 
 
-def add_parsers(sub) -> None:
-    """``photo3d matte`` and ``photo3d composite``."""
+def add_parsers(sub, add_clip_options: Callable[..., None]) -> None:
+    """``photo3d matte`` and ``photo3d composite``; ``add_clip_options`` (``cli``'s) adds the
+    photo's options (``config.PHOTO_OPTIONS``)."""
     m = sub.add_parser("matte", help="cut the photo's subject out as an RGBA PNG",
                        description="Cut the photo's subject out: an RGBA PNG with a soft, edge-accurate alpha "
                                    "and the background's colour removed from the edge.")
@@ -74,7 +62,7 @@ def add_parsers(sub) -> None:
     m.add_argument("-o", "--output", type=Path, help="output .png (default: IMAGE_cutout.png, here)")
     m.add_argument("--mask-out", type=Path, metavar="MASK.png", help="also write the alpha alone (8-bit PNG)")
     m.add_argument("-q", "--quiet", action="store_true", help="no notes")
-    _depth_flags(m)
+    add_clip_options(m, only=PHOTO_OPTIONS)
     m.set_defaults(handler=_matte_cmd)
 
     c = sub.add_parser("composite", help="put the photo's subject over a new background",
@@ -90,5 +78,5 @@ def add_parsers(sub) -> None:
     c.add_argument("--f-number", type=float, default=2.8, metavar="N",
                    help="aperture of the background's blur, lower = more blur (default 2.8)")
     c.add_argument("-q", "--quiet", action="store_true", help="no notes")
-    _depth_flags(c)
+    add_clip_options(c, only=PHOTO_OPTIONS)
     c.set_defaults(handler=_composite_cmd)

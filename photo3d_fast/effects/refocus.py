@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..config import (DEFAULT_FAR, DEFAULT_NEAR, DEPTH_KINDS, KERNEL_CHOICES, MAX_DEPTH, MIN_DEPTH, DepthConfig,
-                      EngineConfig, RenderConfig, SceneConfig, check_number)
+from ..config import MAX_DEPTH, MIN_DEPTH, PHOTO_OPTIONS, ClipOptions, check_number
 from ..device import resolve_device
 from ..errors import Photo3DError, notice
 from ..io import check_output, load_image, remove_stale_partials, write_atomic
@@ -139,18 +140,26 @@ def focus_depth_of(focus: str | float | tuple[float, float], depth: np.ndarray) 
     return float(focus)
 
 
+#: The clip options (flat names) a refocus takes: the photo's depth and camera, and the
+#: kernels of the op ``dof``.
+REFOCUS_OPTIONS = (*PHOTO_OPTIONS, "kernels")
+
+
 def refocus(image_path: str | Path, out_path: str | Path, *, focus: str | float | tuple = "auto",
             f_number: float = 2.0, focal_length_mm: float | None = None, bokeh: str = "disc",
-            depth: str = "auto", depth_kind: str = "disparity", fov: float | None = None,
-            near: float = DEFAULT_NEAR, far: float = DEFAULT_FAR, kernels: str = "auto", device: str = "auto",
-            offline: bool = False, quiet: bool = False) -> Path:
+            quiet: bool = False, **options: Any) -> Path:
     """Refocus a photo and write it (PNG/JPEG/WebP by ``out_path``'s extension), atomically.
 
     focus: "auto", (x, y) pixel coordinates or "X,Y", or a z-depth (scene units: the photo's
     depth spans near..far); f_number, focal_length_mm (35 mm equivalent; None: from the
-    field of view), bokeh: the lens (``refocus_array``); depth, depth_kind, fov, near, far:
-    as ``photo3d render``. Returns the output path.
+    field of view), bokeh: the lens (``refocus_array``); options: ``REFOCUS_OPTIONS`` by their
+    flat names, as ``render_clip`` takes them (depth, depth_kind, weights, fov, near, far,
+    device, runtime, precision, offline, kernels). Returns the output path.
     """
+    other = sorted(set(options) - set(REFOCUS_OPTIONS))
+    if other:
+        raise Photo3DError(f"refocus takes the photo's options ({', '.join(REFOCUS_OPTIONS)}), not {', '.join(other)}")
+    opts = ClipOptions.from_flat(options)
     check_lens(f_number, focal_length_mm, bokeh)
     focus = parse_focus(focus)
     out_path = Path(out_path)
@@ -160,17 +169,17 @@ def refocus(image_path: str | Path, out_path: str | Path, *, focus: str | float 
     check_output(out_path, [Path(image_path)], "refocus output")
     if not out_path.parent.resolve().is_dir():
         raise Photo3DError(f"cannot write {str(out_path)!r}: directory {str(out_path.parent)!r} is missing")
-    scene = SceneConfig(fov=fov, near=near, far=far)
-    depth_config = DepthConfig(source=depth, kind=depth_kind)
+    scene, device = opts.scene, opts.render.device
     photo = load_image(image_path)
     h, w = photo.rgb.shape[:2]
     if isinstance(focus, tuple):  # refuse before the depth stage
         focus_depth_of(focus, np.ones((h, w), np.float32))
     K, fov_note = scene_intrinsics(w, h, scene, photo.exif_fov)
-    engine = engine_options(EngineConfig(offline=offline), RenderConfig(device=device))
-    z, depth_note = scene_depth(photo.rgb, depth_config, scene, engine, quiet)
+    engine = engine_options(opts.engine, opts.render)
+    z, depth_note = scene_depth(photo.rgb, opts.depth, scene, engine, quiet)
     z_focus = focus_depth_of(focus, z)
-    out = refocus_array(photo.rgb, z, K, z_focus, f_number, focal_length_mm, bokeh, kernels, device=device)
+    out = refocus_array(photo.rgb, z, K, z_focus, f_number, focal_length_mm, bokeh, opts.render.kernels,
+                        device=device)
     remove_stale_partials(out_path.parent, lambda name: name == out_path.name)
     write_atomic(out_path, lambda tmp: Image.fromarray(out).save(tmp, format=_FORMATS[suffix]), suffix)
     notice(f"wrote {out_path} (focus at z={z_focus:.4g}, f/{f_number:g}, "
@@ -182,8 +191,9 @@ def refocus(image_path: str | Path, out_path: str | Path, *, focus: str | float 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def add_parser(sub) -> None:
-    """``photo3d refocus``: its parser and handler, registered by ``cli``."""
+def add_parser(sub, add_clip_options: Callable[..., None]) -> None:
+    """``photo3d refocus``: its parser and handler, registered by ``cli``, whose
+    ``add_clip_options`` adds the photo's options (``REFOCUS_OPTIONS``)."""
     p = sub.add_parser(
         "refocus",
         help="refocus a photo: thin-lens depth of field from its depth",
@@ -200,22 +210,11 @@ def add_parser(sub) -> None:
     p.add_argument("--focal-length", type=float, metavar="MM",
                    help="35 mm-equivalent focal length (default: from the field of view)")
     p.add_argument("--bokeh", choices=BOKEH_SHAPES, default="disc", help="aperture shape (default disc)")
-    p.add_argument("--depth", default="auto", metavar="auto|cues|MODEL|FILE", help="as photo3d render (default auto)")
-    p.add_argument("--depth-kind", default="disparity", choices=DEPTH_KINDS,
-                   help="as photo3d render (default disparity)")
-    p.add_argument("--fov", type=float, help="field of view across the longer side, degrees (default: EXIF, else 55)")
-    p.add_argument("--near", type=float, default=DEFAULT_NEAR, help=f"nearest depth (default {DEFAULT_NEAR:g})")
-    p.add_argument("--far", type=float, default=DEFAULT_FAR, help=f"farthest depth (default {DEFAULT_FAR:g})")
-    p.add_argument("--kernels", default="auto", choices=KERNEL_CHOICES,
-                   help="the op dof's implementation: auto (default: triton on a GPU, else torch), torch, triton; "
-                        "cpp and cuda run the next one (dof has no C++ twin)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--offline", action="store_true", help="never download weights")
+    add_clip_options(p, only=REFOCUS_OPTIONS)
     p.add_argument("-q", "--quiet", action="store_true", help="no notes")
     p.set_defaults(handler=_run)
 
 
 def _run(args) -> None:
     refocus(args.image, args.output, focus=args.focus, f_number=args.f_number, focal_length_mm=args.focal_length,
-            bokeh=args.bokeh, depth=args.depth, depth_kind=args.depth_kind, fov=args.fov, near=args.near,
-            far=args.far, kernels=args.kernels, device=args.device, offline=args.offline, quiet=args.quiet)
+            bokeh=args.bokeh, quiet=args.quiet, **{name: getattr(args, name) for name in REFOCUS_OPTIONS})
