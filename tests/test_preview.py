@@ -608,3 +608,35 @@ def test_3d_view_in_headless_chromium(tmp_path):
         asyncio.run(main())
     finally:
         p.close()
+
+
+def test_stereo_export_from_the_preview(previewer):
+    from photo3d_fast.preview.options import MAX_EXPORT_SIDE, check_export_limits
+
+    # sbs doubles the width: the preview's side limit counts the video's frame
+    with pytest.raises(Photo3DError, match="half-sbs"):
+        check_export_limits(ClipOptions.from_flat({"stereo": "sbs", "size": f"{MAX_EXPORT_SIDE // 2 + 16}x64"}))
+    check_export_limits(ClipOptions.from_flat({"stereo": "half-sbs", "size": f"{MAX_EXPORT_SIDE // 2 + 16}x64"}))
+
+    async def check(client):
+        opts = {"path": "swing", "duration": 0.25, "fps": 8, "size": "64x48", "depth": "cues", "inpaint": "classic",
+                "stereo": "sbs", "ipd": 0.05}
+        r = await client.post("/api/export", json={"image": "a.png", "options": opts})
+        assert r.status == 202, await r.text()
+        job = await r.json()
+        for _ in range(600):
+            job = await (await client.get(f"/api/jobs/{job['id']}")).json()
+            if job["state"] in ("done", "error"):
+                break
+            await asyncio.sleep(0.1)
+        assert job["state"] == "done", job
+        import av
+
+        with av.open(io.BytesIO(await (await client.get(job["download"])).read())) as f:
+            frame = next(f.decode(video=0))
+        assert (frame.width, frame.height) == (128, 48)  # both eyes, side by side
+        # the stereo options alone are refused, as by the CLI
+        r = await client.post("/api/export", json={"image": "a.png", "options": {"ipd": 0.05}})
+        assert r.status == 400 and "only with --stereo" in (await r.json())["error"]
+
+    _run(previewer, check)

@@ -4,9 +4,9 @@ inpainting methods, never file names, so that no request can make the server rea
 ``check_request`` is the one validator every endpoint (HTTP and the WebSocket) runs.
 
 Options travel by their flat names (path, amount, duration, fps, fov, size "WxH",
-overscan, depth, inpaint, clean_depth, and the depth effects dof, focal_length, bokeh,
-focus_pull, fog, fog_start, falloff, vignette, which exports apply), the same a batch
-manifest row takes. Four of them
+overscan, depth, inpaint, clean_depth, the depth effects dof, focal_length, bokeh,
+focus_pull, fog, fog_start, falloff, vignette, and stereo, ipd, convergence, vr180, which
+exports apply), the same a batch manifest row takes. Four of them
 (``SCENE_OPTION_NAMES``) change the layered depth image itself; the rest only move the
 camera or shape the output. The server's limits are defined here, once (README, "Bad input").
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ClipOptions, EngineConfig, PathConfig, RenderConfig, convert_options
+from ..config import ClipOptions, EngineConfig, PathConfig, RenderConfig, convert_options, stereo_output_size
 from ..depth import DEPTH_METHODS
 from ..errors import Photo3DError
 from ..scene.paths import ALIASES, PRESETS
@@ -27,7 +27,8 @@ from .photos import safe_relative
 
 #: The options the page may set.
 OPTION_NAMES = ("path", "amount", "duration", "fps", "fov", "size", "overscan", "depth", "inpaint", "clean_depth",
-                "dof", "focal_length", "bokeh", "focus_pull", "fog", "fog_start", "falloff", "vignette")
+                "dof", "focal_length", "bokeh", "focus_pull", "fog", "fog_start", "falloff", "vignette",
+                "stereo", "ipd", "convergence", "vr180")
 #: The options that change a photo's LDI (what the page draws and the server renders).
 SCENE_OPTION_NAMES = ("fov", "depth", "inpaint", "clean_depth")
 
@@ -140,6 +141,13 @@ def check_export_limits(opts: ClipOptions, photo_size: tuple[int, int] | None = 
         w, h = photo_size
         raise Photo3DError(f"the photo is {w}x{h} and the preview exports at most {MAX_EXPORT_SIDE} pixels "
                            f"per side: choose a size ({later} larger clips)")
+    size = opts.render.size or photo_size
+    if size is not None and opts.render.stereo in ("sbs", "tb") and not opts.render.vr180:
+        w, h = stereo_output_size(size, opts.render.stereo)
+        if max(w, h) > MAX_EXPORT_SIDE:
+            raise Photo3DError(f"--stereo {opts.render.stereo} makes {w}x{h} frames and the preview exports at most "
+                               f"{MAX_EXPORT_SIDE} pixels per side: choose a smaller size or half-{opts.render.stereo} "
+                               f"({later} larger clips)")
     if opts.path.duration > MAX_EXPORT_SECONDS:
         raise Photo3DError(f"duration {opts.path.duration:g} s: the preview exports at most {MAX_EXPORT_SECONDS} s "
                            f"({later} longer clips)")

@@ -102,6 +102,12 @@ function options() {
   if ($("fov").value !== "") o.fov = +$("fov").value;
   if ($("size").value) o.size = $("size").value;
   for (const id of EFFECTS) if ($(id).value !== "") o[id] = $(id).type === "number" ? +$(id).value : $(id).value;
+  if ($("stereo").value !== "none") {  // the stereo options apply only with a layout (config refuses them alone)
+    o.stereo = $("stereo").value;
+    if ($("ipd").value !== "") o.ipd = +$("ipd").value;
+    if ($("vr180").checked) o.vr180 = true;
+    else if ($("convergence").value !== "") o.convergence = +$("convergence").value;
+  }
   return o;
 }
 function setOptions(o) {
@@ -117,6 +123,10 @@ function setOptions(o) {
   if (o.clean_depth != null) $("clean_depth").value = String(o.clean_depth);
   $("size").value = o.size || "";
   for (const id of EFFECTS) $(id).value = o[id] != null ? o[id] : "";
+  $("stereo").value = o.stereo || "none";
+  $("ipd").value = o.ipd != null ? o.ipd : "";
+  $("convergence").value = o.convergence != null ? o.convergence : "";
+  $("vr180").checked = !!o.vr180;
 }
 // The options that change the LDI (options.SCENE_OPTION_NAMES), for /api/scene, /api/layer
 // and the frame stream.
@@ -136,6 +146,10 @@ function commandLine() {
   if (o.inpaint !== state.info.defaults.inpaint) c += ` --inpaint ${o.inpaint}`;
   if (!o.clean_depth) c += " --no-clean-depth";
   for (const id of EFFECTS) if (o[id] != null) c += ` --${id} ${o[id]}`;
+  if (o.stereo) c += ` --stereo ${o.stereo}`;
+  if (o.ipd != null) c += ` --ipd ${o.ipd}`;
+  if (o.convergence != null) c += ` --convergence ${o.convergence}`;
+  if (o.vr180) c += " --vr180";
   $("command").textContent = c;
 }
 
