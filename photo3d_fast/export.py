@@ -28,10 +28,9 @@ from .clip import option_files
 from .config import PHOTO_OPTIONS, ClipOptions, ExportConfig
 from .device import resolve_device
 from .errors import Photo3DError, notice
-from .inpaint import resolve_inpaint
 from .io import check_output, load_image, partial_name, remove_stale_partials
-from .pipeline import SAMPLE_IMAGE, engine_options, plan_clip, prepare_photo
-from .scene.ldi import LDI, build_ldi, ldi_params_for_motion
+from .pipeline import SAMPLE_IMAGE, clip_ldi, engine_options, plan_clip, prepare_photo
+from .scene.ldi import LDI
 from .scene.mesh import Mesh, build_mesh, point_cloud
 
 #: Output formats by extension.
@@ -66,13 +65,7 @@ def export_ldi(prepared, opts: ClipOptions, quiet: bool = True) -> LDI:
     """The LDI a clip of ``opts`` renders (``pipeline.render_into``'s), for the default
     camera path's motion: the band and edge threshold follow it."""
     plan = plan_clip(prepared, opts)
-    work = (plan.rgb.shape[1], plan.rgb.shape[0])
-    band, edge = ldi_params_for_motion(plan.K, plan.depth, plan.path.max_translation(), work)
-    engine = engine_options(opts.engine, opts.render)
-    inpaint = resolve_inpaint(opts.engine.inpaint, engine, quiet) if opts.render.layers > 1 else "classic"
-    return build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
-                     device=resolve_device(opts.render.device), kernels=opts.render.kernels,
-                     clean_depth=opts.render.clean_depth, inpaint=inpaint, engine=engine)
+    return clip_ldi(plan, opts, plan.path.max_translation(), quiet)[0]
 
 
 def camera_gltf(K: np.ndarray, size: tuple[int, int], znear: float) -> dict:

@@ -28,7 +28,7 @@ from .render import Renderer
 from .render.effects import effects_for
 from .render.stereo import compose, default_ipd, equirect_180, vr180_side
 from .scene.camera import disparity_to_depth, normalize_disparity, scale_intrinsics, scene_intrinsics, zoom_intrinsics
-from .scene.ldi import build_ldi, ldi_params_for_motion
+from .scene.ldi import LDI, build_ldi, ldi_params_for_motion
 from .scene.paths import CameraPath, default_focus, make_path, overscan_zoom
 from .upscale import upscale_engine, upscale_image, upscale_with_model
 
@@ -226,6 +226,21 @@ class _FrameUpscaler:
         return sr
 
 
+def clip_ldi(plan: ClipPlan, opts: ClipOptions, reach: float, quiet: bool = False) -> tuple[LDI, str]:
+    """The LDI of a clip's working image, for a camera that moves at most ``reach`` (scene
+    units) from the photo's (band and edge threshold: ``ldi_params_for_motion``), on the
+    clip's device, and the inpainting method it was coloured with (``--inpaint`` resolved;
+    1 layer needs none: "classic")."""
+    work = (plan.rgb.shape[1], plan.rgb.shape[0])
+    band, edge = ldi_params_for_motion(plan.K, plan.depth, reach, work)
+    engine = engine_options(opts.engine, opts.render)
+    inpaint = resolve_inpaint(opts.engine.inpaint, engine, quiet) if opts.render.layers > 1 else "classic"
+    ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
+                    device=resolve_device(opts.render.device), kernels=opts.render.kernels,
+                    clean_depth=opts.render.clean_depth, inpaint=inpaint, engine=engine)
+    return ldi, inpaint
+
+
 def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: bool = False) -> int:
     """Render the clip of ``opts`` and write every frame to each sink (VideoWriter,
     PngFrameWriter...). Per clip: path, working resolution, LDI, frames. Returns the
@@ -242,17 +257,11 @@ def render_into(prepared: PreparedPhoto, opts: ClipOptions, sinks: list, quiet: 
     if opts.engine.upscale != "none" and upscale_frames is None:
         plan = upscale_texture(prepared, plan, opts, quiet)
     path, out_size = plan.path, plan.size
-    work = (plan.rgb.shape[1], plan.rgb.shape[0])
     stereo = opts.render.stereo
     ipd, convergence = stereo_params(opts, plan.near, plan.focus)
     # Each eye sits ipd/2 beside the path's camera: the LDI's back layers must cover that too.
     reach = path.max_translation() + (0.5 * ipd if stereo != "none" else 0.0)
-    band, edge = ldi_params_for_motion(plan.K, plan.depth, reach, work)
-    engine = engine_options(opts.engine, opts.render)
-    inpaint = resolve_inpaint(opts.engine.inpaint, engine, quiet) if opts.render.layers > 1 else "classic"
-    ldi = build_ldi(plan.rgb, plan.depth, plan.K, layers=opts.render.layers, band=band, edge_disparity=edge,
-                    device=device, kernels=opts.render.kernels, clean_depth=opts.render.clean_depth,
-                    inpaint=inpaint, engine=engine)
+    ldi, inpaint = clip_ldi(plan, opts, reach, quiet)
     effects = effects_for(opts.effects, plan.focus, len(path), out_size, opts.render.kernels, device)
     renderer = Renderer(ldi, opts.render.kernels, opts.render.frames_per_launch, effects)
     batch = renderer.batch_size(out_size)
