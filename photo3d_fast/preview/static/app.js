@@ -94,7 +94,7 @@ function choose(id, value) {
 }
 // The depth effects the page sets (exports apply them; the live view does not); the server
 // takes every effect of options.OPTION_NAMES.
-const EFFECTS = ["dof", "fog", "vignette"];
+const EFFECTS = ["dof", "focus_pull", "fog", "falloff", "vignette"];
 function options() {
   const o = { path: $("path").value, amount: +$("amount").value, duration: +$("duration").value,
               fps: +$("fps").value, overscan: $("overscan").value === "true", depth: $("depth").value,
@@ -145,7 +145,7 @@ function commandLine() {
   if (o.depth !== "auto") c += ` --depth ${o.depth}`;
   if (o.inpaint !== state.info.defaults.inpaint) c += ` --inpaint ${o.inpaint}`;
   if (!o.clean_depth) c += " --no-clean-depth";
-  for (const id of EFFECTS) if (o[id] != null) c += ` --${id} ${o[id]}`;
+  for (const id of EFFECTS) if (o[id] != null) c += ` --${id.replace("_", "-")} ${o[id]}`;
   if (o.stereo) c += ` --stereo ${o.stereo}`;
   if (o.ipd != null) c += ` --ipd ${o.ipd}`;
   if (o.convergence != null) c += ` --convergence ${o.convergence}`;
