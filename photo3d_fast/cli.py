@@ -58,7 +58,8 @@ Turn one photo into a 3D parallax clip.
 
 photo3d reads depth out of the photo, builds a layered depth image whose back layer is
 inpainted where the foreground hid it, and renders a camera moving through that scene
-into an H.264 .mp4.
+into an H.264 .mp4. The same scene makes stereo images and VR180 (stereo), a 3D file for
+Blender or a browser (export), and edits of the photo by depth (refocus, matte, composite).
 
 Depth: --depth auto uses the best learned model whose weights are on this machine
 (Depth Anything V2 large/base/small, MiDaS DPT-Large: `photo3d engines list`, fetched
