@@ -47,7 +47,7 @@ WALL = 6.0
 #: (31.9 dB before the "hidden" term of ops.dof filled the blurred plate's own rim).
 MIN_PSNR_WALL = 38.5
 
-FAST = backend_devices(("triton", "cpu"), ("torch", "cuda"), ("triton", "cuda"))
+FAST = backend_devices(("triton", "cpu"), "cpp", ("torch", "cuda"), ("triton", "cuda"))
 
 
 def _texture(base, k, phase=0.0) -> Texture:
@@ -208,9 +208,27 @@ def test_hexagon_is_a_hexagon():
     assert len(inside) < len(ref.offsets(6, "disc"))
 
 
-def test_cpp_runs_the_reference():
+def test_cpp_is_the_twin_or_the_reference():
     name, module = backends.select("dof", "cpp", "cpu")
-    assert name == "torch" and module is ref
+    assert (name, module.__name__) in (("cpp", "photo3d_fast.ops.cpu"), ("torch", ref.__name__))
+    assert (name == "cpp") == backends.status("cpp")[0]
+
+
+@pytest.mark.skipif(not backends.status("cpp")[0], reason="the C++ CPU library is not built here")
+def test_cpp_stops_where_no_disc_reaches():
+    """The twin's per-tile bound must not change a pixel: a frame sharp but for one blurred
+    corner (few pixels walk far) against the reference."""
+    from photo3d_fast.ops import cpu
+
+    g = torch.Generator().manual_seed(5)
+    c = torch.rand(1, 40, 56, 3, generator=g)
+    z = torch.full((1, 40, 56), 3.0)
+    z[0, :9, :11] = 0.6  # near: blurred, with the focus at 3
+    for bokeh in ref.BOKEH_SHAPES:
+        want = ref.depth_of_field(c, z, 3.0, 15.0, max_coc=14.0, bokeh=bokeh)
+        got = cpu.depth_of_field(c, z, 3.0, 15.0, max_coc=14.0, bokeh=bokeh)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+        assert (got[0, 25:, 30:] - c[0, 25:, 30:]).abs().max() < 1e-6  # far from the blur: the photo
 
 
 # -- the fast implementations against the reference ----------------------------------------

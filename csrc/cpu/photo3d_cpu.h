@@ -1,8 +1,8 @@
-// C interface of the CPU library (libphoto3d_cpu): the splat, fill, grow and snap ops in plain
+// C interface of the CPU library (libphoto3d_cpu): the splat, fill, grow, snap and dof ops in plain
 // C++17 on its own threads (pool.h), called from photo3d_fast/ops/cpu.py through ctypes with
 // tensor data pointers. No torch or Python headers: it compiles with any C++17 compiler, at
 // install (setup.py) or on first use into the cache. See splat.cpp, finish.cpp, fill.cpp,
-// grow.cpp and snap.cpp for the algorithms. n_threads: how many threads a call may use (the caller's included); results do
+// grow.cpp, snap.cpp and dof.cpp for the algorithms. n_threads: how many threads a call may use (the caller's included); results do
 // not depend on it.
 //
 // Conventions as the torch reference (photo3d_fast/ops/splat.py): OpenCV camera (x right,
@@ -115,5 +115,14 @@ P3D_API int p3d_seeds(const float* depth, int32_t height, int32_t width, double 
 // exp(-d2 / sigma^2), every other pixel is copied. Writes out (H, W) float32 (must not
 // overlap disp) and n_jumps (the pixels that took a median). Returns 0, -1 on bad arguments
 // (radius outside 0 .. 1000), -2 when out of memory.
+// Thin-lens depth of field of F frames (ops.dof.depth_of_field): color (F, H, W, 3), depth,
+// radius (the CoC radius, pixels) and inv_area (1 / the shape's area) (F, H, W) float32; the
+// offset table (dy, dx, distance - 0.5) of n_offsets entries, nearest first (ops.dof.offsets);
+// depth_tolerance: ops.dof.DEPTH_TOLERANCE. Writes out (F, H, W, 3) float32 (must not overlap
+// the inputs). Returns 0, -1 on bad arguments, -2 when out of memory.
+P3D_API int p3d_dof(const float* color, const float* depth, const float* radius, const float* inv_area,
+                    int32_t n_frames, int32_t height, int32_t width, const int32_t* off_dy, const int32_t* off_dx,
+                    const float* off_edge, int32_t n_offsets, double depth_tolerance, int32_t n_threads, float* out);
+
 P3D_API int p3d_snap(const float* rgb, const float* disp, int32_t height, int32_t width, double edge, int32_t radius,
                      double sigma, int32_t n_threads, float* out, int64_t* n_jumps);

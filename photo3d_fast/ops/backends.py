@@ -14,11 +14,11 @@ An implementation module exposes the op's functions under the reference's names:
 | grow    | grow_back_layer                             | yes   | yes    |      | yes |
 | nv12    | rgb_to_nv12                                 | yes   | yes    | yes  |     |
 | snap    | snap_to_color_edges                         | yes   |        |      | yes |
-| dof     | depth_of_field                              | yes   | yes    |      |     |
+| dof     | depth_of_field                              | yes   | yes    |      | yes |
 | grade   | grade                                       | yes   | yes    |      |     |
 
-(snap has no GPU twin: on a GPU its torch reference runs, on the GPU's tensors; dof and grade, the
-clip effects, have no C++ twin: on the CPU their torch reference runs.)
+(snap has no GPU twin: on a GPU its torch reference runs, on the GPU's tensors; grade, a
+memory-bound pass of a few ms, has no C++ twin: on the CPU its torch reference runs.)
 
 Implementations are loaded by module name, on first use: Triton and the compiled
 extension are optional, and a fast module imports its reference (never the other way).
@@ -63,7 +63,7 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
              "torch": "photo3d_fast.ops.nv12"},
     "snap": {"cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.snap"},
     # no C++ twins: --kernels cpp runs their torch reference (the next implementation)
-    "dof": {"triton": "photo3d_fast.kernels.dof", "torch": "photo3d_fast.ops.dof"},
+    "dof": {"triton": "photo3d_fast.kernels.dof", "cpp": "photo3d_fast.ops.cpu", "torch": "photo3d_fast.ops.dof"},
     "grade": {"triton": "photo3d_fast.kernels.grade", "torch": "photo3d_fast.ops.grade"},
 }
 

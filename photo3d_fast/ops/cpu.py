@@ -1,7 +1,7 @@
 """The C++ CPU implementations (``csrc/cpu/``: plain C++17 on its own threads, loaded through
-ctypes) of the ops ``splat``, ``fill``, ``grow`` and ``snap``: the same contracts and math as
-their torch references ``ops/splat.py``, ``ops/fill.py``, ``ops/grow.py`` and ``ops/snap.py``,
-for CPU tensors. ``--kernels auto`` picks them on the
+ctypes) of the ops ``splat``, ``fill``, ``grow``, ``snap`` and ``dof``: the same contracts and
+math as their torch references ``ops/splat.py``, ``ops/fill.py``, ``ops/grow.py``,
+``ops/snap.py`` and ``ops/dof.py``, for CPU tensors. ``--kernels auto`` picks them on the
 CPU when the library loads; ``ops.backends.status("cpp")`` says why it does not.
 
 The library (``libphoto3d_cpu``) has no torch or Python headers, so it needs no torch at
@@ -58,6 +58,7 @@ except ImportError:  # Windows
 
 from ..engines.cache import cache_dir
 from ..errors import notice
+from . import dof as dof_ref
 from .fill import FAR_POWER, check_fill_args, push_pull
 from .grow import jump_steps, reach_rounds
 from .snap import COLOR_SIGMA
@@ -75,6 +76,7 @@ from .splat import (
 
 __all__ = [
     "accumulate_frames",
+    "depth_of_field",
     "fill_frames",
     "fill_from_background",
     "finish",
@@ -147,6 +149,7 @@ _SIGNATURES = {
                  ctypes.c_int),
     "p3d_seeds": ([_P, _I32, _I32, ctypes.c_double, _I32, _P], ctypes.c_int),
     "p3d_snap": ([_P, _P, _I32, _I32, ctypes.c_double, _I32, ctypes.c_double, _I32, _P, _P], ctypes.c_int),
+    "p3d_dof": ([_P, _P, _P, _P, _I32, _I32, _I32, _P, _P, _P, _I32, ctypes.c_double, _I32, _P], ctypes.c_int),
 }
 
 
@@ -706,3 +709,37 @@ def snap_to_color_edges(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radi
     _check_rc(_lib().p3d_snap(colors.data_ptr(), d.data_ptr(), h, w, float(edge), radius, COLOR_SIGMA,
                               torch.get_num_threads(), out.data_ptr(), ctypes.addressof(n_jumps)), "p3d_snap")
     return disp if n_jumps.value == 0 else out
+
+
+# -- dof --------------------------------------------------------------------------------------
+
+def depth_of_field(color: torch.Tensor, depth: torch.Tensor, focus: torch.Tensor | float,
+                   aperture_px: torch.Tensor | float, max_coc: float = dof_ref.DEFAULT_MAX_COC,
+                   bokeh: str = "disc") -> torch.Tensor:
+    """Same contract as ``photo3d_fast.ops.dof.depth_of_field``, CPU tensors: color (F, H, W, 3)
+    float32 sRGB / 255, depth (F, H, W) z-depth, focus and aperture_px floats or (F,).
+    The CoC radii, areas and offset table are the reference's own; the gather is
+    csrc/cpu/dof.cpp (float64 sums: within 1e-5 of the reference)."""
+    dof_ref.check_bokeh(bokeh)
+    if color.dim() != 4 or color.shape[-1] != 3 or depth.shape != color.shape[:3]:
+        raise ValueError(f"color must be (F, H, W, 3) and depth (F, H, W), got {tuple(color.shape)} and "
+                         f"{tuple(depth.shape)}")
+    if color.device.type != "cpu" or depth.device.type != "cpu":
+        raise ValueError(f"the C++ dof takes CPU tensors, got {color.device} and {depth.device}")
+    n, h, w, _ = color.shape
+    radius = dof_ref.coc_radius(depth.float(), focus, aperture_px, max_coc).contiguous()
+    reach = int(math.ceil(float(radius.max()) - 1e-6)) if n and h and w else 0
+    if reach < 1:
+        return color.float().clone()
+    inv_area = (1.0 / dof_ref.shape_area(radius, bokeh)).contiguous()
+    table = dof_ref.offsets(reach, bokeh)
+    off_dy = torch.tensor([o[0] for o in table], dtype=torch.int32)
+    off_dx = torch.tensor([o[1] for o in table], dtype=torch.int32)
+    off_edge = torch.tensor([o[2] - 0.5 for o in table], dtype=torch.float32)  # float32 of the float64 rim
+    c = color.float().contiguous()
+    z = depth.float().contiguous()
+    out = torch.empty_like(c)
+    _check_rc(_lib().p3d_dof(c.data_ptr(), z.data_ptr(), radius.data_ptr(), inv_area.data_ptr(), n, h, w,
+                             off_dy.data_ptr(), off_dx.data_ptr(), off_edge.data_ptr(), len(table),
+                             dof_ref.DEPTH_TOLERANCE, torch.get_num_threads(), out.data_ptr()), "p3d_dof")
+    return out
