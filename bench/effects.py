@@ -1,12 +1,13 @@
 """Cost of the depth effects per frame (ops ``dof`` and ``grade``, ``render.effects``), and the
 refocus contact sheet.
 
-    python bench/effects.py [--photo PATH] [--size 960x540] [--kernels torch] [--repeat 3]
-                            [--threads 1] [--json out.json] [--sheet bench/out/refocus_sheet.png]
+    python bench/effects.py [--photo PATH] [--size 960x540] [--kernels torch] [--device cpu]
+                            [--repeat 3] [--threads 1] [--json out.json] [--sheet bench/out/refocus_sheet.png]
 
 The photo (default: the bundled coffee.jpg) is resized to --size (center crop), its depth
 estimated by the cue estimator (``--depth cues``) and mapped to the default near..far. Then,
-median wall and CPU times over --repeat runs (after one warm-up) of one frame, in ms:
+median wall and CPU times over --repeat runs (after one warm-up) of one frame, in ms (on a
+GPU, --device cuda: the wall time between synchronisations, the GPU's time):
 
 - each op alone on the float frame: dof at f/2.8 and f/1.4 (the clip's CoC bound at this
   size, focus at the path's default focus depth), fog, falloff, vignette, all three graded
@@ -47,15 +48,22 @@ from photo3d_fast.scene.ldi import build_ldi, ldi_params_for_motion
 from photo3d_fast.scene.paths import default_focus
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timed(fn, repeat: int) -> tuple[float, float]:
     """(wall ms, CPU ms of this process) of fn, medians over ``repeat`` runs after a warm-up.
     On a shared machine the CPU time is the steadier number; wall = CPU / threads only
-    when the cores are free."""
+    when the cores are free. On a GPU the wall time spans the work (synchronised)."""
     fn()
+    _sync()
     wall, cpu = [], []
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         fn()
+        _sync()
         wall.append(1000 * (time.perf_counter() - t0))
         cpu.append(1000 * (time.process_time() - c0))
     return statistics.median(wall), statistics.median(cpu)
@@ -75,6 +83,7 @@ def main() -> None:
     ap.add_argument("--photo", type=Path, default=SAMPLE_IMAGE)
     ap.add_argument("--size", default="960x540")
     ap.add_argument("--kernels", default="torch")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steady numbers on a shared CPU)")
     ap.add_argument("--json", type=Path)
@@ -88,11 +97,12 @@ def main() -> None:
     K, _ = scene_intrinsics(w, h, SceneConfig(), None)
     z, _ = scene_depth(rgb, DepthConfig("cues"), SceneConfig(), EngineOptions(fetch=False))
     focus = default_focus(z)
-    color = torch.from_numpy(rgb).float()[None] / 255.0
-    depth = torch.from_numpy(z)[None]
-    Ks = torch.as_tensor(K, dtype=torch.float32)[None]
-    dof_name, dof = select("dof", args.kernels, "cpu")
-    _, grade = select("grade", args.kernels, "cpu")
+    dev = torch.device(args.device)
+    color = (torch.from_numpy(rgb).float()[None] / 255.0).to(dev)
+    depth = torch.from_numpy(z)[None].to(dev)
+    Ks = torch.as_tensor(K, dtype=torch.float32)[None].to(dev)
+    dof_name, dof = select("dof", args.kernels, dev)
+    _, grade = select("grade", args.kernels, dev)
     max_coc = max(8.0, CLIP_MAX_COC_SHARE * max(size))
     rows: dict[str, tuple[float, float]] = {}
     for n in (2.8, 1.4):
@@ -107,15 +117,15 @@ def main() -> None:
     rows["fog+falloff+vignette"] = _timed(lambda: grade.grade(color, depth, Ks, fog_density=0.2, falloff=2.0,
                                                               falloff_ref=focus, vignette=0.5), args.repeat)
     band, edge = ldi_params_for_motion(K, z, 0.05, size)
-    ldi = build_ldi(rgb, z, K, layers=2, band=band, edge_disparity=edge, device="cpu", kernels="auto",
+    ldi = build_ldi(rgb, z, K, layers=2, band=band, edge_disparity=edge, device=dev, kernels="auto",
                     inpaint="classic")
-    cams = (torch.eye(4)[None], Ks)
+    cams = (torch.eye(4, device=dev)[None], Ks)
     for label, cfg in (("frame, no effects", None), ("frame, --vignette 0.5", EffectsConfig(vignette=0.5)),
                        ("frame, --dof 2.8 --fog 0.2", EffectsConfig(dof=2.8, fog="0.2"))):
-        fx = None if cfg is None else FrameEffects(cfg, focus, 1, size, args.kernels, "cpu")
+        fx = None if cfg is None else FrameEffects(cfg, focus, 1, size, args.kernels, dev)
         renderer = Renderer(ldi, "auto", 1, fx)
         rows[f"{label} (splat {renderer.kernels})"] = _timed(lambda: renderer._frames(*cams, size), args.repeat)
-    print(f"\n{w}x{h}, {torch.get_num_threads()} torch threads, ops: {dof_name}; "
+    print(f"\n{w}x{h} on {dev}, {torch.get_num_threads()} torch threads, ops: {dof_name}; "
           f"ms per frame (median of {args.repeat})")
     print(f"  {'':<42} {'wall':>9} {'CPU':>9}")
     for k, (wall, cpu) in rows.items():

@@ -12,7 +12,8 @@
 #    skipped that a GPU should run: a skip is reported as a failure here);
 # 4. the kernels' resource report (registers, spills) for this GPU's architecture;
 # 5. timings: bench/render.py for torch, triton and cuda at 720p/1080p/4K, 1 and 8 frames
-#    per launch, CUDA events, against the measured copy bandwidth; then bench/engines.py.
+#    per launch, CUDA events, against the measured copy bandwidth; bench/effects.py (dof,
+#    grade, effects per frame) at 1080p for torch and triton; then bench/engines.py.
 # Every step's full output goes to OUTDIR; the tables are printed last. Run it from the
 # repository root in an environment with CUDA torch and nvcc. It changes no GPU setting.
 set -uo pipefail
@@ -67,7 +68,8 @@ fi
 
 step "correctness on the GPU"
 python -m pytest -q -rs tests/test_op_splat.py tests/test_op_fill.py tests/test_op_grow.py \
-    tests/test_op_nv12.py tests/test_csrc.py tests/test_render.py 2>&1 | tee "$out/tests.log" | tail -15
+    tests/test_op_nv12.py tests/test_op_dof.py tests/test_op_grade.py tests/test_csrc.py tests/test_render.py \
+    2>&1 | tee "$out/tests.log" | tail -15
 grep -qE "[0-9]+ (failed|errors?)\b" "$out/tests.log" && status=1
 # the GPU tests must run here, not skip (the interpreter-only tests skip by design)
 if grep -E "SKIPPED.*(needs a CUDA GPU|photo3d_fast._C)" "$out/tests.log"; then
@@ -81,6 +83,12 @@ python -m photo3d_fast.kernels.aot --arch "$arch" 2>&1 | tee "$out/aot.txt" | ta
 step "render timings"
 python bench/render.py --kernels torch,triton,cuda --sizes 720p,1080p,4k --frames-per-launch 1,8 \
     --json "$out/render.json" 2>&1 | tee "$out/render.txt"
+
+step "depth effects timings (the issue's target: dof under 2 ms per 1080p frame on an H100)"
+for k in torch triton; do
+    python bench/effects.py --device cuda --kernels "$k" --size 1920x1080 --repeat 10 \
+        --json "$out/effects_$k.json" 2>&1 | tee "$out/effects_$k.txt" | tail -12
+done
 
 step "engine timings"
 python bench/engines.py --json "$out/engines.json" 2>&1 | tee "$out/engines.txt" | tail -25
