@@ -234,6 +234,13 @@ def clip_options(args: argparse.Namespace) -> dict:
     return {name: value for name, value in vars(args).items() if name in OPTIONS}
 
 
+def _photo_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
+    """The photo (or --sample) and -o of a command on one photo (``_image_arg`` reads them)."""
+    parser.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
+    parser.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
+    parser.add_argument("-o", "--output", type=Path, help=output_help)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="photo3d", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -248,9 +255,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=RENDER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    r.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
-    r.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
-    r.add_argument("-o", "--output", type=Path, help="output .mp4/.mov/.mkv/.webm, or .gif/.webp previews (default: IMAGE name with .mp4, here)")
+    _photo_arguments(r, "output .mp4/.mov/.mkv/.webm, or .gif/.webp previews (default: IMAGE name with .mp4, here)")
     add_clip_options(r)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
 
@@ -260,9 +265,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Estimate a photo's disparity and save it as a 16-bit PNG (white = near) or a .npy "
                     "float32 array in [0, 1]. Edit it and give it back with render --depth FILE.",
     )
-    d.add_argument("image", nargs="?", type=Path, help="the photo")
-    d.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
-    d.add_argument("-o", "--output", type=Path, help="output .png or .npy (default: IMAGE_depth.png, here)")
+    _photo_arguments(d, "output .png or .npy (default: IMAGE_depth.png, here)")
     d.add_argument("--depth", default="auto", metavar="auto|cues|MODEL",
                    help="depth method: auto, cues or a model (see `photo3d engines list`) (default auto)")
     d.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
@@ -276,10 +279,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Render both eyes of a photo at its own viewpoint, ipd/2 to each side of it, packed "
                     "as --stereo (default sbs here), or as VR180 half spheres with --vr180 (sbs or tb).",
     )
-    st.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
-    st.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
-    st.add_argument("-o", "--output", type=Path,
-                    help="output .png, .jpg, .webp or .tif (default: IMAGE_LAYOUT.png, here)")
+    _photo_arguments(st, "output .png, .jpg, .webp or .tif (default: IMAGE_LAYOUT.png, here)")
     add_clip_options(st, still=True)
     st.add_argument("-q", "--quiet", action="store_true", help="no notes")
 
