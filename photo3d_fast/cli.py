@@ -48,6 +48,7 @@ from .effects.matte_cli import add_parsers as add_matte_parsers
 from .effects.refocus import add_parser as add_refocus_parser
 from .errors import Photo3DError, notice
 from .export import add_export_parser
+from .photo_args import add_photo_arguments, image_argument
 from .pipeline import SAMPLE_IMAGE, write_depth
 from .stereo_still import render_stereo, still_options
 from .preview import add_parser as add_preview_parser
@@ -234,13 +235,6 @@ def clip_options(args: argparse.Namespace) -> dict:
     return {name: value for name, value in vars(args).items() if name in OPTIONS}
 
 
-def _photo_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
-    """The photo (or --sample) and -o of a command on one photo (``_image_arg`` reads them)."""
-    parser.add_argument("image", nargs="?", type=Path, help="the photo (JPEG, PNG, WebP, TIFF...)")
-    parser.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
-    parser.add_argument("-o", "--output", type=Path, help=output_help)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="photo3d", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -255,7 +249,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=RENDER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _photo_arguments(r, "output .mp4/.mov/.mkv/.webm, or .gif/.webp previews (default: IMAGE name with .mp4, here)")
+    add_photo_arguments(r, "output .mp4/.mov/.mkv/.webm, or .gif/.webp previews (default: IMAGE name with .mp4, here)")
     add_clip_options(r)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
 
@@ -265,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Estimate a photo's disparity and save it as a 16-bit PNG (white = near) or a .npy "
                     "float32 array in [0, 1]. Edit it and give it back with render --depth FILE.",
     )
-    _photo_arguments(d, "output .png or .npy (default: IMAGE_depth.png, here)")
+    add_photo_arguments(d, "output .png or .npy (default: IMAGE_depth.png, here)")
     d.add_argument("--depth", default="auto", metavar="auto|cues|MODEL",
                    help="depth method: auto, cues or a model (see `photo3d engines list`) (default auto)")
     d.add_argument("--weights", metavar="FILE", help="weights of the --depth model (default: the cache, else download)")
@@ -279,7 +273,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Render both eyes of a photo at its own viewpoint, ipd/2 to each side of it, packed "
                     "as --stereo (default sbs here), or as VR180 half spheres with --vr180 (sbs or tb).",
     )
-    _photo_arguments(st, "output .png, .jpg, .webp or .tif (default: IMAGE_LAYOUT.png, here)")
+    add_photo_arguments(st, "output .png, .jpg, .webp or .tif (default: IMAGE_LAYOUT.png, here)")
     add_clip_options(st, still=True)
     st.add_argument("-q", "--quiet", action="store_true", help="no notes")
 
@@ -298,17 +292,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _image_arg(args: argparse.Namespace) -> Path | None:
-    if args.sample and args.image is not None:
-        raise Photo3DError("give either an image or --sample, not both")
-    if not args.sample and args.image is None:
-        raise Photo3DError(f"no image given; usage: photo3d {args.command} photo.jpg (or --sample)")
-    return args.image
-
-
 def _depth(args: argparse.Namespace) -> None:
 
-    image = _image_arg(args)
+    image = image_argument(args)
     out = args.output or Path(f"{(image or SAMPLE_IMAGE).stem}_depth.png")
     write_depth(image, out, depth=args.depth, quiet=args.quiet, runtime=args.runtime, precision=args.precision,
                 device=args.device, weights=args.weights)
@@ -316,14 +302,14 @@ def _depth(args: argparse.Namespace) -> None:
 
 def _render(args: argparse.Namespace) -> None:
 
-    image = _image_arg(args)
+    image = image_argument(args)
     render_clip(image, args.output or Path(f"{(image or SAMPLE_IMAGE).stem}.mp4"), quiet=args.quiet,
                 options=ClipOptions.from_flat(clip_options(args)))
 
 
 def _stereo(args: argparse.Namespace) -> None:
 
-    image = _image_arg(args)
+    image = image_argument(args)
     flat = clip_options(args)
     flat["stereo"] = flat.get("stereo") or "sbs"  # before the checks: --ipd alone is fine here
     opts = still_options(ClipOptions.from_flat(flat))

@@ -29,6 +29,7 @@ from .config import PHOTO_OPTIONS, ClipOptions, ExportConfig
 from .device import resolve_device
 from .errors import Photo3DError, notice
 from .io import check_output, load_image, partial_name, remove_stale_partials
+from .photo_args import add_photo_arguments, image_argument
 from .pipeline import SAMPLE_IMAGE, clip_ldi, engine_options, plan_clip, prepare_photo
 from .scene.ldi import LDI
 from .scene.mesh import Mesh, build_mesh, point_cloud
@@ -247,10 +248,7 @@ def add_export_parser(sub, add_clip_options: Callable[..., None]) -> argparse.Ar
                                    "viewers and tools: .glb/.gltf (textured mesh, the photo's camera), .obj "
                                    "(+ .mtl + texture), .ply (coloured point cloud, or --mesh).",
                        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    e.add_argument("image", nargs="?", type=Path, help="the photo")
-    e.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
-    e.add_argument("-o", "--output", type=Path,
-                   help="output .glb, .gltf, .obj or .ply (default: IMAGE name with .glb, here)")
+    add_photo_arguments(e, "output .glb, .gltf, .obj or .ply (default: IMAGE name with .glb, here)")
     e.add_argument("--max-faces", type=int, metavar="N",
                    help=f"most triangles; flat regions are merged to fit (default {ExportConfig.max_faces})")
     e.add_argument("--mesh", action="store_true", help=".ply: the vertex-coloured mesh instead of the point cloud")
@@ -261,11 +259,7 @@ def add_export_parser(sub, add_clip_options: Callable[..., None]) -> argparse.Ar
 
 
 def _export_command(args: argparse.Namespace) -> None:
-    if args.sample and args.image is not None:
-        raise Photo3DError("give either an image or --sample, not both")
-    if not args.sample and args.image is None:
-        raise Photo3DError("no image given; usage: photo3d export photo.jpg -o scene.glb (or --sample)")
-    image = args.image
+    image = image_argument(args)
     out = args.output or Path(f"{(image or SAMPLE_IMAGE).stem}.glb")
     flat = {name: getattr(args, name) for name in SCENE_OPTIONS}
     export_scene(image, out, quiet=args.quiet, max_faces=args.max_faces, mesh=args.mesh or None, **flat)

@@ -8,14 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import DEFAULT_FAR, DEFAULT_NEAR, PHOTO_OPTIONS
-from ..errors import Photo3DError
+from ..photo_args import add_photo_arguments, image_argument
 from ..pipeline import SAMPLE_IMAGE
 from .matte import EXTRA, MATTE_MODELS, composite, matte
 
 
 def _subject_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", nargs="?", type=Path, help="the photo")
-    p.add_argument("--sample", action="store_true", help="use the photo bundled with photo3d_fast")
     p.add_argument("--model", default="auto", choices=MATTE_MODELS,
                    help="how the subject is found: depth (the nearest coherent object), u2netp (salient-object "
                         f"network, needs photo3d_fast[{EXTRA}]), auto (both fused when installed, else depth) "
@@ -28,11 +26,7 @@ def _subject_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _common(args: argparse.Namespace) -> dict:
-    if args.sample and args.image is not None:
-        raise Photo3DError("give either an image or --sample, not both")
-    if not args.sample and args.image is None:
-        raise Photo3DError(f"no image given; usage: photo3d {args.command} photo.jpg (or --sample)")
-    return dict(model=args.model, point=args.point, mask=args.mask, quiet=args.quiet, image_path=args.image,
+    return dict(model=args.model, point=args.point, mask=args.mask, quiet=args.quiet, image_path=image_argument(args),
                 **{name: getattr(args, name) for name in PHOTO_OPTIONS})
 
 
@@ -58,8 +52,8 @@ def add_parsers(sub, add_clip_options: Callable[..., None]) -> None:
     m = sub.add_parser("matte", help="cut the photo's subject out as an RGBA PNG",
                        description="Cut the photo's subject out: an RGBA PNG with a soft, edge-accurate alpha "
                                    "and the background's colour removed from the edge.")
+    add_photo_arguments(m, "output .png (default: IMAGE_cutout.png, here)")
     _subject_flags(m)
-    m.add_argument("-o", "--output", type=Path, help="output .png (default: IMAGE_cutout.png, here)")
     m.add_argument("--mask-out", type=Path, metavar="MASK.png", help="also write the alpha alone (8-bit PNG)")
     m.add_argument("-q", "--quiet", action="store_true", help="no notes")
     add_clip_options(m, only=PHOTO_OPTIONS)
@@ -68,9 +62,9 @@ def add_parsers(sub, add_clip_options: Callable[..., None]) -> None:
     c = sub.add_parser("composite", help="put the photo's subject over a new background",
                        description="Put the photo's subject over a new background, which is scaled to cover the "
                                    "photo and blurred for the subject's focus (depth of field).")
+    add_photo_arguments(c, "output .png or .jpg (default: IMAGE_composite.png, here)")
     _subject_flags(c)
     c.add_argument("--background", type=Path, required=True, metavar="IMAGE", help="the new background")
-    c.add_argument("-o", "--output", type=Path, help="output .png or .jpg (default: IMAGE_composite.png, here)")
     c.add_argument("--background-depth", type=float, metavar="Z",
                    help="the background as a plane at z-depth Z, scene units (the photo's nearest content is at "
                         f"{DEFAULT_NEAR:g}, its farthest at {DEFAULT_FAR:g}) (default: its own depth estimate, "
