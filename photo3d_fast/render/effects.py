@@ -95,6 +95,9 @@ class FrameEffects:
         if self.fog is not None and self.fog[0] == 0.0:
             self.fog = None  # --fog 0: no fog, and no depth render for it
         self.pull = parse_focus_pull(config.focus_pull) if config.focus_pull is not None else None
+        density, rgb = self.fog if self.fog is not None else (0.0, (255, 255, 255))
+        # the fog's colour in linear light, once per clip
+        self._fog = (density, tuple(float(v) for v in srgb_to_linear(torch.tensor(rgb, dtype=torch.float32) / 255.0)))
         self.needs_depth = config.dof is not None or self.fog is not None or config.falloff > 0
         self.max_coc = max(8.0, CLIP_MAX_COC_SHARE * max(size))
         self._dof = select("dof", kernels, device)[1] if config.dof is not None else None
@@ -137,8 +140,7 @@ class FrameEffects:
             aperture = aperture_px(Ks[:, 0, 0].float(), self.size, cfg.dof, cfg.focal_length)
             out = self._dof.depth_of_field(out, depth, focus, aperture, max_coc=self.max_coc, bokeh=cfg.bokeh)
         if self._grade is not None:
-            density, rgb = self.fog if self.fog is not None else (0.0, (255, 255, 255))
-            fog_color = tuple(float(v) for v in srgb_to_linear(torch.tensor(rgb, dtype=torch.float32) / 255.0))
+            density, fog_color = self._fog
             ref = self.focus_at(frames) if self.pull is not None else self.focus
             out = self._grade.grade(out, depth, Ks, fog_density=density, fog_start=cfg.fog_start,
                                     fog_color=fog_color, falloff=cfg.falloff, falloff_ref=ref,

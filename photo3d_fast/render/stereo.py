@@ -30,6 +30,7 @@ the ipd makes the depth.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -147,6 +148,16 @@ def vr180_side(fx: float) -> int:
     return int(min(VR180_MAX_SIDE, max(64, 2 * round(math.pi * float(fx) / 2))))
 
 
+@functools.lru_cache(maxsize=4)
+def _half_sphere_rays(side: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / z, y / z) of the ray through each pixel of a side x side half sphere (``equirect_180``):
+    the same for every frame of a clip, so computed once."""
+    t = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) / side - 0.5
+    lon, lat = t[None, :] * math.pi, t[:, None] * math.pi
+    z = (torch.cos(lat) * torch.cos(lon)).clamp_min(1e-6)  # the half sphere is in front of the eye
+    return torch.cos(lat) * torch.sin(lon) / z, torch.sin(lat).expand(side, side) / z
+
+
 def equirect_180(views: torch.Tensor, Ks: torch.Tensor, side: int) -> torch.Tensor:
     """Pinhole views (B, H, W, 3) uint8 with intrinsics Ks (B, 3, 3) (pixels, OpenCV axes:
     x right, y down, z forward) resampled onto equirectangular half spheres (B, side, side,
@@ -155,14 +166,10 @@ def equirect_180(views: torch.Tensor, Ks: torch.Tensor, side: int) -> torch.Tens
     view's frame is black. Bilinear."""
     dev = views.device
     h, w = views.shape[1:3]
-    t = (torch.arange(side, device=dev, dtype=torch.float32) + 0.5) / side - 0.5
-    lon, lat = t[None, :] * math.pi, t[:, None] * math.pi
-    x = torch.cos(lat) * torch.sin(lon)
-    y = torch.sin(lat).expand(side, side)
-    z = (torch.cos(lat) * torch.cos(lon)).clamp_min(1e-6)  # the half sphere is in front of the eye
+    tx, ty = _half_sphere_rays(side, str(dev))
     Ks = Ks.to(dev, torch.float32)
-    u = Ks[:, 0, 0, None, None] * (x / z)[None] + Ks[:, 0, 2, None, None]  # (B, S, S) pixels
-    v = Ks[:, 1, 1, None, None] * (y / z)[None] + Ks[:, 1, 2, None, None]
+    u = Ks[:, 0, 0, None, None] * tx[None] + Ks[:, 0, 2, None, None]  # (B, S, S) pixels
+    v = Ks[:, 1, 1, None, None] * ty[None] + Ks[:, 1, 2, None, None]
     # grid_sample's align_corners=False: -1 and 1 are the outer edges of the border pixels.
     grid = torch.stack([u / w * 2.0 - 1.0, v / h * 2.0 - 1.0], dim=-1)
     src = views.permute(0, 3, 1, 2).float()
