@@ -296,3 +296,37 @@ def write_atomic(path: Path, write: Callable[[Path], None], suffix: str = "") ->
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+#: Still image outputs by extension (Pillow's format names): stereo stills, refocus, cutouts.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def check_image_output(path: str | Path, inputs: Iterable[str | Path | None] = (), what: str = "output",
+                       suffixes: Iterable[str] = tuple(IMAGE_FORMATS)) -> Path:
+    """``path`` checked before any work, as an image output: one of ``suffixes``, not one
+    of ``inputs`` (``check_output``), its folder there and writable; stale temporary files of
+    it left by killed processes are removed. Photo3DError in one line otherwise."""
+    path = Path(path)
+    suffixes = tuple(suffixes)
+    if path.suffix.lower() not in suffixes:
+        names = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+        raise Photo3DError(f"{what} {str(path)!r} must end in {names}")
+    check_output(path, inputs, what)
+    parent = path.parent.resolve()
+    if not parent.is_dir():
+        raise Photo3DError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise Photo3DError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} is not writable")
+    remove_stale_partials(path.parent, lambda name: name == path.name)
+    return path
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write (H, W), (H, W, 3) or (H, W, 4) uint8 ``image`` to ``path`` in the format of its
+    extension (``IMAGE_FORMATS``; JPEG and WebP at quality 95), atomically (``write_atomic``)."""
+    path = Path(path)
+    fmt = IMAGE_FORMATS[path.suffix.lower()]
+    extra = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    pil = Image.fromarray(image)
+    return write_atomic(path, lambda tmp: pil.save(tmp, format=fmt, **extra), path.suffix)

@@ -14,16 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .config import ClipOptions, PathConfig
 from .device import resolve_device
-from .errors import Photo3DError, notice
-from .io import check_output, load_image, remove_stale_partials, write_atomic
+from .errors import notice
+from .io import check_image_output, load_image, write_image
 from .pipeline import SAMPLE_IMAGE, engine_options, prepare_photo, render_into, video_size
-
-#: Image formats of a stereo still, by extension (Pillow's format names).
-STILL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 class _Frames:
@@ -59,14 +55,8 @@ def render_stereo(image_path: str | Path | None, out_path: str | Path, *, quiet:
     opts = still_options(options if options is not None else ClipOptions.from_flat(flat))
     t0 = time.perf_counter()
     out_path = Path(out_path)
-    fmt = STILL_FORMATS.get(out_path.suffix.lower())
-    if fmt is None:
-        raise Photo3DError(f"stereo image {str(out_path)!r}: give a .png, .jpg, .webp or .tif name")
     image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)
-    check_output(out_path, [image_path])
-    if not out_path.parent.is_dir():
-        raise Photo3DError(f"output directory {out_path.parent} does not exist; create it or choose another path")
-    remove_stale_partials(out_path.parent, lambda name: name == out_path.name)
+    check_image_output(out_path, [image_path], "stereo image")
     photo = load_image(image_path)
     resolve_device(opts.render.device)
     size = video_size(photo, opts)  # a layout over the size limit fails now, not after depth
@@ -77,9 +67,7 @@ def render_stereo(image_path: str | Path | None, out_path: str | Path, *, quiet:
     frame = sink.frames[0]
     if (frame.shape[1], frame.shape[0]) != size:
         raise RuntimeError(f"rendered {frame.shape[1]}x{frame.shape[0]}, planned {size[0]}x{size[1]}")
-    image = Image.fromarray(frame)
-    extra = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    write_atomic(out_path, lambda tmp: image.save(tmp, format=fmt, **extra), out_path.suffix)
+    write_image(out_path, frame)
     notice(f"wrote {out_path} ({size[0]}x{size[1]}, stereo {opts.render.stereo}"
            + (", VR180" if opts.render.vr180 else "") + f") in {time.perf_counter() - t0:.1f} s", quiet)
     return out_path

@@ -30,7 +30,6 @@ focus with ``effects.refocus.refocus_array`` (the depth-of-field effect).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from PIL import Image
 from ..config import DEFAULT_NEAR, PHOTO_OPTIONS, ClipOptions, DepthConfig, check_number
 from ..depth import is_depth_method
 from ..errors import Photo3DError, notice
-from ..io import check_output, load_image, write_atomic
+from ..io import check_image_output, load_image, write_image
 from ..pipeline import SAMPLE_IMAGE, PreparedPhoto, engine_options, prepare_photo, scene_depth
 from ..scene.camera import scene_intrinsics
 from . import salient
@@ -218,22 +217,6 @@ def composite_array(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray, 
 
 # -- files -------------------------------------------------------------------------------
 
-def _image_output(path: Path, what: str, inputs: list, suffixes: tuple[str, ...] = (".png",)) -> Path:
-    """``path`` checked before any work: its suffix, not an input, its folder writable."""
-    path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise Photo3DError(f"{what} {str(path)!r} must end in {' or '.join(suffixes)}")
-    check_output(path, inputs, what)
-    parent = path.parent.resolve()
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise Photo3DError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} is missing or not writable")
-    return path
-
-
-def _save_png(path: Path, array: np.ndarray) -> None:
-    write_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"), ".png")
-
-
 def _parse_point(point) -> tuple[float, float] | None:
     if point is None or isinstance(point, tuple | list):
         return None if point is None else (float(point[0]), float(point[1]))
@@ -296,14 +279,14 @@ def matte(image_path: str | Path | None, out_path: str | Path, *, mask_out: str 
     """
     opts = photo_options(options, "matte")
     inputs = [image_path, mask]
-    out = _image_output(Path(out_path), "cutout output", inputs)
-    mout = _image_output(Path(mask_out), "mask output", inputs) if mask_out is not None else None
+    out = check_image_output(out_path, inputs, "cutout output", (".png",))
+    mout = check_image_output(mask_out, inputs, "mask output", (".png",)) if mask_out is not None else None
     if mout is not None and mout.resolve() == out.resolve():
         raise Photo3DError("--mask-out must differ from the cutout output")
     prepared, alpha = _matte_prepared(image_path, model, point, mask, opts, quiet)
-    _save_png(out, cutout_rgba(prepared.rgb, alpha))
+    write_image(out, cutout_rgba(prepared.rgb, alpha))
     if mout is not None:
-        _save_png(mout, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        write_image(mout, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8))
     cover = float((alpha > 0.5).mean())
     notice(f"wrote {out}{f' and {mout}' if mout else ''} (subject {100 * cover:.1f}% of the photo; {prepared.notes})",
            quiet)
@@ -331,7 +314,8 @@ def composite(image_path: str | Path | None, out_path: str | Path, background: s
     subject's focus with ``refocus_array`` at ``f_number``. Other options as ``matte``'s.
     """
     opts = photo_options(options, "composite")
-    out = _image_output(Path(out_path), "composite output", [image_path, background, mask], (".png", ".jpg", ".jpeg"))
+    out = check_image_output(out_path, [image_path, background, mask], "composite output",
+                             (".png", ".jpg", ".jpeg"))
     check_number("--f-number", f_number, 0.5, 64.0)
     if background_depth is not None:
         check_number("--background-depth", background_depth, 1e-3, 1e6, above=True, unit=" scene units")
@@ -354,7 +338,6 @@ def composite(image_path: str | Path | None, out_path: str | Path, background: s
         z_bg = (z_bg * (1.5 * focus / max(float(z_bg.min()), 1e-6))).astype(np.float32)
         note = f"background depth: {dnote}"
     result = composite_array(prepared.rgb, alpha, bg, z_bg, prepared.K, focus, f_number, device=opts.render.device)
-    extra = {"format": "PNG"} if out.suffix.lower() == ".png" else {"format": "JPEG", "quality": 95}
-    write_atomic(out, lambda tmp: Image.fromarray(result).save(tmp, **extra), out.suffix.lower())
+    write_image(out, result)
     notice(f"wrote {out} (focus z = {focus:.3g}, f/{f_number:g}; {note})", quiet)
     return out

@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..config import MAX_DEPTH, MIN_DEPTH, PHOTO_OPTIONS, ClipOptions, check_number
 from ..device import resolve_device
 from ..errors import Photo3DError, notice
-from ..io import check_output, load_image, remove_stale_partials, write_atomic
+from ..io import check_image_output, load_image, write_image
 from ..ops.backends import select
 from ..ops.dof import BOKEH_SHAPES, DEFAULT_MAX_COC
 from ..pipeline import engine_options, scene_depth
@@ -162,13 +161,7 @@ def refocus(image_path: str | Path, out_path: str | Path, *, focus: str | float 
     opts = ClipOptions.from_flat(options)
     check_lens(f_number, focal_length_mm, bokeh)
     focus = parse_focus(focus)
-    out_path = Path(out_path)
-    suffix = out_path.suffix.lower()
-    if suffix not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise Photo3DError(f"refocus output {str(out_path)!r} must end in .png, .jpg or .webp")
-    check_output(out_path, [Path(image_path)], "refocus output")
-    if not out_path.parent.resolve().is_dir():
-        raise Photo3DError(f"cannot write {str(out_path)!r}: directory {str(out_path.parent)!r} is missing")
+    out_path = check_image_output(out_path, [image_path], "refocus output", (".png", ".jpg", ".jpeg", ".webp"))
     scene, device = opts.scene, opts.render.device
     photo = load_image(image_path)
     h, w = photo.rgb.shape[:2]
@@ -180,15 +173,11 @@ def refocus(image_path: str | Path, out_path: str | Path, *, focus: str | float 
     z_focus = focus_depth_of(focus, z)
     out = refocus_array(photo.rgb, z, K, z_focus, f_number, focal_length_mm, bokeh, opts.render.kernels,
                         device=device)
-    remove_stale_partials(out_path.parent, lambda name: name == out_path.name)
-    write_atomic(out_path, lambda tmp: Image.fromarray(out).save(tmp, format=_FORMATS[suffix]), suffix)
+    write_image(out_path, out)
     notice(f"wrote {out_path} (focus at z={z_focus:.4g}, f/{f_number:g}, "
            f"{focal_length_mm or equivalent_focal_mm(float(K[0, 0]), (w, h)):.0f} mm equivalent; depth: {depth_note}; "
            f"fov: {fov_note})", quiet)
     return out_path
-
-
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 def add_parser(sub, add_clip_options: Callable[..., None]) -> None:
