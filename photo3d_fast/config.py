@@ -13,7 +13,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -586,6 +586,15 @@ class ClipOptions:
             values[group][field] = value
         return cls(**{group: config(**values[group]) for group, config in _GROUPS.items()},
                    frames_dir=values[None].get("frames_dir"))
+
+    @classmethod
+    def from_flat_only(cls, options: Mapping[str, Any], names: Sequence[str], what: str) -> ClipOptions:
+        """``from_flat`` for a command that takes only some options (``names``: export,
+        refocus, matte): any other name is refused, in one line naming ``what``."""
+        other = sorted(set(options) - set(names))
+        if other:
+            raise Photo3DError(f"{what} takes the options {', '.join(names)}, not {', '.join(other)}")
+        return cls.from_flat(options)
 
     def get(self, name: str) -> Any:
         """The value of the option of flat name ``name``."""

@@ -202,10 +202,7 @@ def export_scene(image_path: str | Path | None, out_path: str | Path, *, quiet: 
     """
     if options is not None and flat:
         raise TypeError("export_scene takes options=ClipOptions(...) or keyword options, not both")
-    other = sorted(set(flat) - set(SCENE_OPTIONS))
-    if other:
-        raise Photo3DError(f"export takes the scene's options ({', '.join(SCENE_OPTIONS)}), not {', '.join(other)}")
-    opts = options if options is not None else ClipOptions.from_flat(flat)
+    opts = options if options is not None else ClipOptions.from_flat_only(flat, SCENE_OPTIONS, "export")
     config = ExportConfig(**{k: v for k, v in (("max_faces", max_faces), ("mesh", mesh)) if v is not None})
     t0 = time.perf_counter()
     image_path = SAMPLE_IMAGE if image_path is None else Path(image_path)

@@ -227,15 +227,6 @@ def _parse_point(point) -> tuple[float, float] | None:
     return x, y
 
 
-def photo_options(options: dict[str, Any], what: str) -> ClipOptions:
-    """The photo's options (``config.PHOTO_OPTIONS`` by flat name, as ``render_clip`` takes
-    them) of a matte or composite, checked; any other name is refused."""
-    other = sorted(set(options) - set(PHOTO_OPTIONS))
-    if other:
-        raise Photo3DError(f"{what} takes the photo's options ({', '.join(PHOTO_OPTIONS)}), not {', '.join(other)}")
-    return ClipOptions.from_flat(options)
-
-
 def _photo_and_depth(image_path, opts: ClipOptions, quiet: bool, need_depth: bool):
     """(prepared photo (rgb, K, z-depth, notes) or a bare one, disparity or None)."""
     path = SAMPLE_IMAGE if image_path is None else Path(image_path)
@@ -277,7 +268,7 @@ def matte(image_path: str | Path | None, out_path: str | Path, *, mask_out: str 
     (``config.PHOTO_OPTIONS``: depth, depth_kind, weights, fov, near, far, device, runtime,
     precision, offline) by flat name, as ``render_clip`` takes them.
     """
-    opts = photo_options(options, "matte")
+    opts = ClipOptions.from_flat_only(options, PHOTO_OPTIONS, "matte")
     inputs = [image_path, mask]
     out = check_image_output(out_path, inputs, "cutout output", (".png",))
     mout = check_image_output(mask_out, inputs, "mask output", (".png",)) if mask_out is not None else None
@@ -313,7 +304,7 @@ def composite(image_path: str | Path | None, out_path: str | Path, background: s
     the subject (its nearest content at 1.5x the subject's depth). It is blurred for the
     subject's focus with ``refocus_array`` at ``f_number``. Other options as ``matte``'s.
     """
-    opts = photo_options(options, "composite")
+    opts = ClipOptions.from_flat_only(options, PHOTO_OPTIONS, "composite")
     out = check_image_output(out_path, [image_path, background, mask], "composite output",
                              (".png", ".jpg", ".jpeg"))
     check_number("--f-number", f_number, 0.5, 64.0)

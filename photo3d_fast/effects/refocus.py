@@ -155,10 +155,7 @@ def refocus(image_path: str | Path, out_path: str | Path, *, focus: str | float 
     flat names, as ``render_clip`` takes them (depth, depth_kind, weights, fov, near, far,
     device, runtime, precision, offline, kernels). Returns the output path.
     """
-    other = sorted(set(options) - set(REFOCUS_OPTIONS))
-    if other:
-        raise Photo3DError(f"refocus takes the photo's options ({', '.join(REFOCUS_OPTIONS)}), not {', '.join(other)}")
-    opts = ClipOptions.from_flat(options)
+    opts = ClipOptions.from_flat_only(options, REFOCUS_OPTIONS, "refocus")
     check_lens(f_number, focal_length_mm, bokeh)
     focus = parse_focus(focus)
     out_path = check_image_output(out_path, [image_path], "refocus output", (".png", ".jpg", ".jpeg", ".webp"))
