@@ -127,16 +127,22 @@ class _Only:
             self.group.add_argument(*flags, **kwargs)
 
 
+#: The clip options of a stereo still (``photo3d stereo``): all but the motion's (its one frame
+#: is the photo's own view; --focus stays), the PNG frames' and the encoder's.
+STILL_OPTIONS = tuple(name for name in OPTIONS if name not in (
+    "path", "duration", "fps", "amount", "frames", "encoder", "codec", "crf", "bitrate", "pix_fmt", "encoder_preset"))
+
+
 def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, frames: bool = True,
-                     still: bool = False, only: tuple[str, ...] | None = None) -> None:
+                     only: tuple[str, ...] | None = None) -> None:
     """The options of one clip as flags of ``parser``: render's, offered by batch too.
 
     Every flag defaults to None, "not given": ``ClipOptions.from_flat`` then takes the
     dataclass's default, so defaults live only in ``config``, and a batch flag not given
     leaves a manifest row's value alone. title: one help group for all (batch) instead of
-    render's groups; frames: offer ``--frames DIR`` (one clip's PNG frames); still: only the
-    options of one image (``photo3d stereo``): no motion but --focus, no frames, no encoder;
-    only: just these options (flat names; ``photo3d export``'s scene options).
+    render's groups; frames: offer ``--frames DIR`` (one clip's PNG frames); only: just these
+    options (flat names: ``STILL_OPTIONS`` of ``photo3d stereo``, the photo's options of
+    export, refocus, matte).
     """
     one = parser.add_argument_group(title) if title else None
 
@@ -145,12 +151,11 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
         return g if only is None else _Only(g, only)
 
     motion = group("motion")
-    if not still:
-        motion.add_argument("--path", metavar="PRESET|FILE.json", help=f"camera path (default {PathConfig.preset})")
-        motion.add_argument("--duration", type=float, help=f"seconds (default {PathConfig.duration:g})")
-        motion.add_argument("--fps", type=float, help=f"frames per second (default {PathConfig.fps:g})")
-        motion.add_argument("--amount", type=float,
-                            help=f"parallax strength; 1 shifts near against far by ~3%% of the width (default {PathConfig.amount:g})")
+    motion.add_argument("--path", metavar="PRESET|FILE.json", help=f"camera path (default {PathConfig.preset})")
+    motion.add_argument("--duration", type=float, help=f"seconds (default {PathConfig.duration:g})")
+    motion.add_argument("--fps", type=float, help=f"frames per second (default {PathConfig.fps:g})")
+    motion.add_argument("--amount", type=float,
+                        help=f"parallax strength; 1 shifts near against far by ~3%% of the width (default {PathConfig.amount:g})")
     motion.add_argument("--focus", type=float, help="depth that stays still (default: the median-disparity depth)")
     scene = group("scene")
     scene.add_argument("--depth", metavar="auto|cues|MODEL|FILE",
@@ -167,7 +172,7 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
     scene.add_argument("--far", type=float, help=f"depth of the farthest content (default {SceneConfig.far:g})")
     out = group("output")
     out.add_argument("--size", type=_size, metavar="WxH", help="output size (default: the photo's); other aspect ratios are center-cropped")
-    if frames and not still:
+    if frames:
         out.add_argument("--frames", type=Path, metavar="DIR", help="also write every frame as PNG into DIR")
     out.add_argument("--no-overscan", dest="overscan", action="store_false",
                      help="do not zoom in to keep the photo's border out of frame (default: zoom up to 25%%)")
@@ -175,7 +180,7 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
                      help="both eyes in each frame: sbs (left|right, each eye full size: width doubled), half-sbs "
                           "(each eye squeezed to half width, size kept), tb / half-tb (left over right, likewise), "
                           "anaglyph (Dubois red-cyan, mixed in linear light); the doubled side of sbs/tb may be at "
-                          f"most {MAX_OUTPUT_SIDE} pixels (NVENC h264: 4096, use --encoder x264 beyond) "
+                          f"most {MAX_OUTPUT_SIDE} pixels (NVENC: h264 4096, hevc/av1 8192; auto then encodes on the CPU) "
                           f"(default {RenderConfig.stereo})")
     out.add_argument("--ipd", type=float, metavar="UNITS",
                      help="eye baseline in scene units: each eye sits ipd/2 left or right of the path's camera "
@@ -187,8 +192,7 @@ def add_clip_options(parser: argparse.ArgumentParser, title: str | None = None, 
                      help="with --stereo sbs or tb: each eye as an equirectangular half sphere (180x180 degrees, "
                           "parallel eyes, S x S with S = pi x the view's focal length, at most 2048), with the "
                           "spherical-video metadata headsets read; .mp4/.mov only")
-    if not still:
-        _add_encoder_flags(out)
+    _add_encoder_flags(out)
     eng = group("engine")
     eng.add_argument("--layers", type=int, help=f"LDI layers, 1..8 (default {RenderConfig.layers:d})")
     eng.add_argument("--inpaint", choices=INPAINT_CHOICES,
@@ -274,7 +278,7 @@ def _parser() -> argparse.ArgumentParser:
                     "as --stereo (default sbs here), or as VR180 half spheres with --vr180 (sbs or tb).",
     )
     add_photo_arguments(st, "output .png, .jpg, .webp or .tif (default: IMAGE_LAYOUT.png, here)")
-    add_clip_options(st, still=True)
+    add_clip_options(st, only=STILL_OPTIONS)
     st.add_argument("-q", "--quiet", action="store_true", help="no notes")
 
     r.set_defaults(handler=_render)
