@@ -40,9 +40,17 @@ __device__ __forceinline__ Projected project(const float* __restrict__ points, i
   return {cam[12] * x * inv_z + cam[14], cam[13] * y * inv_z + cam[15], z};
 }
 
-__device__ __forceinline__ float side(float near_, float far_, float shear, bool has_near, bool has_far,
+// One side of a footprint (reference: ops.splat.footprints). code: the link byte on this side
+// (SurfaceGrid.links_u8: 0 none, 1 a link, 2 / 3 a step whose first / second texel is the
+// nearer); first: this texel is the link's first. A step's nearer texel takes the silhouette
+// side, its farther one reaches across the gap to the nearer one's box.
+__device__ __forceinline__ float side(float near_, float far_, float shear, uint8_t code, bool first, bool has_far,
                                       float own, const SplatParams& p) {
-  if (has_near) return fminf(fmaxf(0.5f * p.margin * fmaxf(near_, shear), 0.5f), p.max_extent);
+  const bool nearer = code == (first ? 2 : 3), farther = code == (first ? 3 : 2);
+  if (code != 0 && !nearer) {
+    const float reach = farther ? p.margin * near_ - 0.5f : 0.5f * p.margin * fmaxf(near_, shear);
+    return fminf(fmaxf(reach, 0.5f), p.max_extent);
+  }
   return fminf(has_far ? 0.5f * far_ : own, p.max_extent);
 }
 
@@ -59,10 +67,9 @@ __device__ Footprint footprint(const SplatInputs& in, const SplatParams& p, cons
   const float z_src = in.points[tex * 3 + 2];
   const int64_t lx = k * H * (W - 1) + y * (W - 1) + x;  // link_x (L, H, W-1)
   const int64_t ly = k * (H - 1) * W + y * W + x;        // link_y (L, H-1, W)
-  const bool has_l = x > 0 && in.link_x[lx - 1];
-  const bool has_r = x < W - 1 && in.link_x[lx];
-  const bool has_t = y > 0 && in.link_y[ly - W];
-  const bool has_b = y < H - 1 && in.link_y[ly];
+  const uint8_t code_l = x > 0 ? in.link_x[lx - 1] : 0, code_r = x < W - 1 ? in.link_x[lx] : 0;
+  const uint8_t code_t = y > 0 ? in.link_y[ly - W] : 0, code_b = y < H - 1 ? in.link_y[ly] : 0;
+  const bool has_l = code_l != 0, has_r = code_r != 0, has_t = code_t != 0, has_b = code_b != 0;
   float du_l = 0.f, du_r = 0.f, dv_t = 0.f, dv_b = 0.f, shear_u = 0.f, shear_v = 0.f;
   if (has_l) {
     const Projected n = project(in.points, tex - 1, cam, p.z_near);
@@ -90,10 +97,10 @@ __device__ Footprint footprint(const SplatInputs& in, const SplatParams& p, cons
   f.u = c.u;
   f.v = c.v;
   f.z = c.z;
-  f.left = side(du_l, du_r, shear_u, has_l, has_r, own, p);
-  f.right = side(du_r, du_l, shear_u, has_r, has_l, own, p);
-  f.up = side(dv_t, dv_b, shear_v, has_t, has_b, own, p);
-  f.down = side(dv_b, dv_t, shear_v, has_b, has_t, own, p);
+  f.left = side(du_l, du_r, shear_u, code_l, false, has_r, own, p);
+  f.right = side(du_r, du_l, shear_u, code_r, true, has_l, own, p);
+  f.up = side(dv_t, dv_b, shear_v, code_t, false, has_b, own, p);
+  f.down = side(dv_b, dv_t, shear_v, code_b, true, has_t, own, p);
   f.x0 = static_cast<int>(fmaxf(ceilf(c.u - f.left - 0.5f), 0.f));
   f.y0 = static_cast<int>(fmaxf(ceilf(c.v - f.up - 0.5f), 0.f));
   const int x1 = static_cast<int>(fminf(floorf(c.u + f.right - 0.5f), float(p.out_w - 1)));

@@ -8,8 +8,9 @@ namespace photo3d {
 
 struct SplatInputs {
   const float* points;    // (L*H*W, 3) world points of each layer's surface grid
-  const uint8_t* link_x;  // (L, H, W-1) 1 where (y, x) and (y, x+1) are one surface
-  const uint8_t* link_y;  // (L, H-1, W) 1 where (y, x) and (y+1, x) are one surface
+  const uint8_t* link_x;  // (L, H, W-1) (y, x) and (y, x+1): 0 apart, 1 one surface, 2 a step
+                          // whose first texel is the nearer, 3 one whose second is
+  const uint8_t* link_y;  // (L, H-1, W) the same for (y, x) and (y+1, x)
   const int64_t* texels;  // (N,) flat L*H*W ids of the valid texels
   const float* colors;    // (N, 3) their colors
   const float* cam;       // (F, 16) per frame: R row-major, t, fx, fy, cx, cy

@@ -89,11 +89,16 @@ def _project(points_ptr, idx, cam_ptr, mask):
 
 
 @triton.jit
-def _side(near, far, shear, has_near, has_far, own):
-    """Extent of one footprint side, as ops.splat.footprints."""
-    linked = tl.minimum(tl.maximum(0.5 * MARGIN_C * tl.maximum(near, shear), 0.5), MAX_EXT_C)
+def _side(near, far, shear, code, first: tl.constexpr, has_far, own):
+    """Extent of one footprint side, as ops.splat.footprints. code: the link byte on this
+    side (SurfaceGrid.links_u8: 0 none, 1 a link, 2 / 3 a step whose first / second texel is
+    the nearer); first: this texel is the link's first (the side after it)."""
+    nearer = code == (2 if first else 3)
+    farther = code == (3 if first else 2)
+    reach = tl.where(farther, MARGIN_C * near - 0.5, 0.5 * MARGIN_C * tl.maximum(near, shear))
+    linked = tl.minimum(tl.maximum(reach, 0.5), MAX_EXT_C)
     silhouette = tl.minimum(tl.where(has_far, 0.5 * far, own), MAX_EXT_C)
-    return tl.where(has_near, linked, silhouette)
+    return tl.where((code != 0) & ~nearer, linked, silhouette)
 
 
 @triton.jit
@@ -110,10 +115,14 @@ def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out
     # links: link_x (L, H, W-1) between x and x+1; link_y (L, H-1, W) between y and y+1
     lx = k * H * (W - 1) + y * (W - 1) + x
     ly = k * (H - 1) * W + y * W + x
-    has_l = has_l & (tl.load(link_x_ptr + lx - 1, mask=has_l, other=0) != 0)
-    has_r = has_r & (tl.load(link_x_ptr + lx, mask=has_r, other=0) != 0)
-    has_t = has_t & (tl.load(link_y_ptr + ly - W, mask=has_t, other=0) != 0)
-    has_b = has_b & (tl.load(link_y_ptr + ly, mask=has_b, other=0) != 0)
+    code_l = tl.load(link_x_ptr + lx - 1, mask=has_l, other=0)
+    code_r = tl.load(link_x_ptr + lx, mask=has_r, other=0)
+    code_t = tl.load(link_y_ptr + ly - W, mask=has_t, other=0)
+    code_b = tl.load(link_y_ptr + ly, mask=has_b, other=0)
+    has_l = has_l & (code_l != 0)
+    has_r = has_r & (code_r != 0)
+    has_t = has_t & (code_t != 0)
+    has_b = has_b & (code_b != 0)
     ul, vl, _, _ = _project(points_ptr, tex - 1, cam_ptr, has_l)
     ur, vr, _, _ = _project(points_ptr, tex + 1, cam_ptr, has_r)
     ut, vt, _, _ = _project(points_ptr, tex - W, cam_ptr, has_t)
@@ -126,10 +135,10 @@ def _footprint(points_ptr, link_x_ptr, link_y_ptr, cam_ptr, tex, mask, H, W, out
     shear_v = tl.maximum(tl.where(has_l, tl.abs(v - vl), 0.0), tl.where(has_r, tl.abs(vr - v), 0.0))
     # output fx over the LDI's fx: the magnification of an isolated texel at equal depth
     own = 0.5 * tl.load(cam_ptr + 12) / grid_focal * z_src / tl.maximum(z, Z_NEAR_C)
-    left = _side(du_l, du_r, shear_u, has_l, has_r, own)
-    right = _side(du_r, du_l, shear_u, has_r, has_l, own)
-    up = _side(dv_t, dv_b, shear_v, has_t, has_b, own)
-    down = _side(dv_b, dv_t, shear_v, has_b, has_t, own)
+    left = _side(du_l, du_r, shear_u, code_l, False, has_r, own)
+    right = _side(du_r, du_l, shear_u, code_r, True, has_l, own)
+    up = _side(dv_t, dv_b, shear_v, code_t, False, has_b, own)
+    down = _side(dv_b, dv_t, shear_v, code_b, True, has_t, own)
     x0 = tl.maximum(tl.ceil(u - left - 0.5), 0.0).to(tl.int32)
     x1 = tl.minimum(tl.floor(u + right - 0.5), (out_w - 1).to(tl.float32)).to(tl.int32)
     y0 = tl.maximum(tl.ceil(v - up - 0.5), 0.0).to(tl.int32)

@@ -11,6 +11,8 @@ fast implementations are loaded through ``photo3d_fast.ops.backends.select`` by 
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -74,13 +76,18 @@ def scene(size: tuple[int, int], kind: str = "mixed", seed: int = 0,
 
 
 def scene_ldi(size: tuple[int, int], kind: str = "mixed", seed: int = 0, fov: float = FOV,
-              **ldi_options) -> tuple[LDI, np.ndarray]:
+              step_share: float | None = None, **ldi_options) -> tuple[LDI, np.ndarray]:
     """(LDI of ``scene(size, kind, seed)``, its K (3, 3) float64): "an LDI of a random depth
-    scene of size WxH". ldi_options go to build_ldi (layers, band, device, kernels, ...)."""
+    scene of size WxH". ldi_options go to build_ldi (layers, band, device, kernels, ...);
+    step_share: give the LDI steps (``LDI.step_disparity``) at this share of its edge
+    threshold, as an exact map's has; the rough walls then hold steps of either sign."""
     w, h = size
     image, depth = scene(size, kind, seed)
     K = intrinsics_from_fov(w, h, fov)
-    return build_ldi(image, depth, K, **ldi_options), K
+    ldi = build_ldi(image, depth, K, **ldi_options)
+    if step_share is not None:
+        ldi = dataclasses.replace(ldi, step_disparity=step_share * ldi.edge_disparity)
+    return ldi, K
 
 
 def scene_grid(size: tuple[int, int], kind: str = "mixed", seed: int = 0,

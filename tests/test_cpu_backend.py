@@ -219,8 +219,8 @@ def test_rejects_what_it_cannot_render(backend, device):
         cpu.render_frames(grid, c2ws[0], Ks, (9, 7))
     with pytest.raises(ValueError, match="size must be positive"):
         cpu.render_frames(grid, c2ws, Ks, (0, 7))
-    shuffled = ref.SurfaceGrid(grid.points, grid.link_x, grid.link_y, grid.texels.flip(0), grid.colors,
-                               grid.edge_disparity, grid.focal)
+    shuffled = ref.SurfaceGrid(grid.points, grid.link_x, grid.link_y, grid.step_x, grid.step_y, grid.texels.flip(0),
+                               grid.colors, grid.edge_disparity, grid.focal)
     with pytest.raises(ValueError, match="ascending"):
         cpu.render_frames(shuffled, c2ws, Ks, (9, 7))
 

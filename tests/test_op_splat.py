@@ -69,7 +69,7 @@ def test_projection_round_trip(size):
     z = torch.tensor(rng.uniform(0.5, 20, (h, w)), dtype=torch.float32)
     points = z[..., None] * ref.pixel_rays(K, (w, h), torch.device("cpu"))
     # identity pose: every point lands on its own pixel center at its own depth
-    grid = ref.SurfaceGrid(points[None], None, None, None, None, 0.0, float(K[0, 0]))
+    grid = ref.SurfaceGrid(points[None], None, None, None, None, None, None, 0.0, float(K[0, 0]))
     Kt = torch.tensor(K, dtype=torch.float32)
     u, v, zc = ref.project(grid, torch.eye(4), Kt)
     xs, ys = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
@@ -223,20 +223,28 @@ KINDS = ["mixed", "background", "foreground", "extreme"]
 SLIDES = ({}, {"tx": 0.06})
 
 
-def _id(size, kind, *_):
-    return f"{size[0]}x{size[1]}-{kind}"
+def _id(size, kind, seed=None, ldi_options=None, *_):
+    return f"{size[0]}x{size[1]}-{kind}" + ("-steps" if "step_share" in (ldi_options or {}) else "")
+
+
+#: An LDI with steps (LDI.step_disparity) between its rough wall's texels, of either sign.
+STEPS = {"layers": 2, "band": 4, "step_share": 0.2}
 
 
 @pytest.mark.parametrize("backend, device, size, kind, seed, ldi_options, poses", cases({
     # interpreted: small frames, every kind of scene
     ("triton", "cpu"): [(s, k, s[0] * 7 + s[1], {"layers": 2, "band": 4}, VIEWS)
-                        for s in ((1, 1), (7, 5), (33, 17)) for k in KINDS],
+                        for s in ((1, 1), (7, 5), (33, 17)) for k in KINDS]
+                       + [((33, 17), "mixed", 3, STEPS, VIEWS)],
     ("cpp", "cpu"): [(s, k, s[0] * 7 + s[1], {"layers": 2, "band": 4}, VIEWS)
                      for s in ((1, 1), (7, 5), (33, 17), (101, 77)) for k in KINDS]
-                    + [((240, 136), "mixed", 240, {"layers": 2, "band": 8}, VIEWS)],
+                    + [((240, 136), "mixed", 240, {"layers": 2, "band": 8}, VIEWS),
+                       ((101, 77), "mixed", 3, STEPS, VIEWS)],
     ("triton", "cuda"): [(s, "mixed", s[0], {"layers": 2, "band": 8, "kernels": "torch"}, VIEWS)
-                         for s in ((33, 17), (640, 360), (1920, 1080))],
-    ("cuda", "cuda"): [(s, "box", s[0], {}, SLIDES) for s in ((1, 1), (33, 17), (640, 360))],
+                         for s in ((33, 17), (640, 360), (1920, 1080))]
+                        + [((640, 360), "mixed", 3, {**STEPS, "kernels": "torch"}, VIEWS)],
+    ("cuda", "cuda"): [(s, "box", s[0], {}, SLIDES) for s in ((1, 1), (33, 17), (640, 360))]
+                      + [((640, 360), "mixed", 3, STEPS, SLIDES)],
 }, ids=_id))
 def test_render_frame_matches_reference(backend, device, size, kind, seed, ldi_options, poses):
     impl = implementation("splat", backend, device)

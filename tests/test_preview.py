@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from photo3d_fast.preview.options import OPTION_NAMES, SceneOptions, scene_optio
 from photo3d_fast.preview.photos import MANIFEST_NAME, safe_relative  # noqa: E402
 from photo3d_fast.preview.previewer import LDI_AMOUNT, Previewer  # noqa: E402
 from photo3d_fast.preview.server import TOKEN_HEADER, TOKEN_KEY, make_app  # noqa: E402
+from photo3d_fast.render import Renderer  # noqa: E402
 from photo3d_fast.scene.ldi import build_ldi, ldi_params_for_motion  # noqa: E402
 from photo3d_fast.scene.paths import default_focus, make_path, preset_path  # noqa: E402
 
@@ -438,21 +440,29 @@ def _artifact(path: Path) -> None:
         shutil.copy(path, Path(out) / path.name)
 
 
-async def _compare_with_server(page: Chromium, p: Previewer, opts: SceneOptions, port: int) -> tuple[float, float]:
+async def _compare_with_server(page: Chromium, p: Previewer, opts: SceneOptions, port: int,
+                               renderer: Renderer | None = None) -> tuple[float, float]:
     """The page's WebGL2 frame against the server's frames of the same camera and scene:
-    the Renderer's (exact up to float rounding) and server mode's (the JPEG the stream
-    sends). Returns (mean |page - renderer|, mean |page - the photo's view|)."""
+    the Renderer's (exact up to float rounding; ``renderer``: another LDI's, then without
+    the stream) and server mode's (the JPEG the stream sends). Returns (mean |page -
+    renderer|, mean |page - the photo's view|)."""
     import aiohttp
 
     pose, K, size = await page.evaluate("[window.preview.pose, window.preview.K, window.preview.canvasSize]")
     url_png = await page.evaluate("document.getElementById('gl').toDataURL('image/png')")
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(url_png.split(",", 1)[1]))).convert("RGB"), np.float64)
-    renderer = p.scene_of("coffee.jpg", opts).renderer
+    streams = renderer is None
+    renderer = renderer or p.scene_of("coffee.jpg", opts).renderer
     rendered = renderer.render(np.asarray(pose).reshape(4, 4), np.asarray(K), tuple(size)).cpu().numpy().astype(np.float64)
     assert shown.shape == rendered.shape
     photo_view = renderer.render(np.eye(4), np.asarray(K), tuple(size)).cpu().numpy()
     diff = np.abs(shown - rendered)
     same, moved = diff.mean(), np.abs(shown - photo_view).mean()
+    off = (diff.max(-1) > 8).mean()
+    if not streams:
+        print(f"{opts}, another LDI: page vs renderer {same:.3f} (pixels off by > 8: {off:.3%})")
+        assert same < 0.1 and off < 0.002, (same, off, moved)
+        return same, moved
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(f"http://127.0.0.1:{port}/api/stream") as ws:
             await ws.send_json({"image": "coffee.jpg", **opts.query(), "c2w": pose, "K": np.asarray(K).ravel().tolist(),
@@ -460,7 +470,6 @@ async def _compare_with_server(page: Chromium, p: Previewer, opts: SceneOptions,
             msg = await ws.receive()
     streamed = np.asarray(Image.open(io.BytesIO(msg.data)).convert("RGB"), np.float64)
     jpeg = np.abs(shown - streamed).mean()
-    off = (diff.max(-1) > 8).mean()
     print(f"{opts}: page vs renderer {same:.3f} (pixels off by > 8: {off:.3%}), "
           f"page vs server-mode frame {jpeg:.2f}, page vs photo view {moved:.2f}")
     # The same splatting, resolve, silhouette blending and hole fill: only float rounding
@@ -501,6 +510,22 @@ def test_page_in_headless_chromium(tmp_path):
                 # what the page shows is what the server renderer draws for the same camera
                 _, moved = await _compare_with_server(page, p, SceneOptions(), server.port)
                 assert moved > 4.0, "the camera did not move away from the photo's view"
+                # an exact depth map's LDI has steps (LDI.step_disparity): the cue depth's drawn
+                # as if it were one, so that its many small steps show the page's footprints
+                ldi = p.scene_of("coffee.jpg", SceneOptions()).ldi
+                assert await page.evaluate("window.preview.scene.step_disparity") is None  # cue depth
+                stepped = dataclasses.replace(ldi, step_disparity=0.2 * ldi.edge_disparity)
+                assert int(splat_op.prepare(stepped).step_x.abs().sum()) > 1000
+                await page.evaluate(f"window.preview.setStep({stepped.step_disparity!r})")
+                frames = await page.evaluate("window.preview.frames")
+                await page.wait_for(f"window.preview.frames > {frames + 2}")
+                await _compare_with_server(page, p, SceneOptions(), server.port, Renderer(stepped, "torch"))
+                pose, K, size = await page.evaluate("[preview.pose, preview.K, preview.canvasSize]")
+                frames = [Renderer(x, "torch").render(np.asarray(pose).reshape(4, 4), np.asarray(K), tuple(size))
+                          for x in (stepped, ldi)]
+                # the steps changed more of the frame than the comparison lets differ (0.2%)
+                changed = (np.abs(frames[0].numpy().astype(int) - frames[1].numpy()).max(-1) > 8).mean()
+                assert changed > 0.005, changed
                 # the scene options reach the page's LDI: the one of clean_depth off, classic fill
                 await page.evaluate("""(() => { const set = (id, v) => { const el = document.getElementById(id);
                     el.value = v; el.dispatchEvent(new Event('change')); };

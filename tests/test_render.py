@@ -145,3 +145,35 @@ def test_render_views_uses_the_chosen_kernels(backend, device):
     assert fast.shape == slow.shape == (2, h, w, 3)
     assert np.abs(fast.astype(int) - slow).max() <= 1
     assert np.array_equal(fast[0], image)
+
+
+def test_small_steps_of_an_exact_map_stretch_the_background():
+    """A red block 1 in front of a blue wall, the step below the edge threshold (one
+    surface, no cut): in an exact depth map it is a step (LDI.step_disparity), and the gap
+    a lateral move opens beside the block shows the wall stretched, not the block; an
+    estimated map's small steps are noise and stretch both sides halfway, as before."""
+    from dataclasses import replace
+
+    from photo3d_fast.scene.ldi import STEP_SHARE, build_ldi
+
+    w, h = 128, 96
+    image = np.zeros((h, w, 3), np.uint8)
+    image[..., 2] = 200
+    depth = np.full((h, w), 4.0, np.float32)
+    image[28:68, 44:84] = (200, 0, 0)
+    depth[28:68, 44:84] = 3.0  # disparity 0.333 against 0.25: 0.083 below the edge
+    K = intrinsics_from_fov(w, h, 55.0)
+    ldi = build_ldi(image, depth, K, layers=2, band=4, edge_disparity=0.1)
+    assert ldi.step_disparity == pytest.approx(STEP_SHARE * 0.1)  # the map is exact
+    noisy = build_ldi(image, depth * np.random.default_rng(0).uniform(0.97, 1.03, depth.shape).astype(np.float32),
+                      K, layers=2, band=4, edge_disparity=0.1)
+    assert noisy.step_disparity == float("inf")
+    c2w = pose(0.3)  # the block moves ~3 px against the wall: a gap of ~3 px opens on one side
+    red = {}
+    for name, d in (("steps", ldi), ("no steps", replace(ldi, step_disparity=float("inf")))):
+        out = Renderer(d, "torch").render(c2w, K, (w, h)).numpy().astype(int)
+        rows = out[30:66]  # inside the block's rows
+        red[name] = int(((rows[..., 0] > 100) & (rows[..., 2] < 100)).sum(1).max())
+        assert int((rows[..., 0] > 100).sum(1).min()) >= 39  # the block keeps its 40 columns
+    assert red["steps"] <= 41, red  # the block, its anti-aliased edge at most
+    assert red["no steps"] >= red["steps"] + 2, red  # the block stretched over the gap

@@ -18,13 +18,15 @@
 #define P3D_API extern "C" __attribute__((visibility("default")))
 #endif
 
-//: Bumped when a signature or struct below changes; ops/cpu.py refuses another number.
-#define P3D_ABI 1
+//: Bumped when a signature or struct below (or the meaning of its fields) changes; ops/cpu.py
+//: refuses another number.
+#define P3D_ABI 2
 
 struct P3dGrid {
   const float* points;       // (3, L, H, W) world points of each layer's surface, x y z planes
-  const uint8_t* link_x;     // (L, H, W-1) 1 where (y, x) and (y, x+1) are one surface
-  const uint8_t* link_y;     // (L, H-1, W) 1 where (y, x) and (y+1, x) are one surface
+  const uint8_t* link_x;     // (L, H, W-1) (y, x) and (y, x+1): 0 apart, 1 one surface, 2 a step
+                             // whose first texel is the nearer, 3 one whose second is
+  const uint8_t* link_y;     // (L, H-1, W) the same for (y, x) and (y+1, x)
   const int64_t* texels;     // (T,) flat L*H*W ids of the valid texels, ascending
   const float* colors;       // (T, 3) their colors
   const int64_t* row_start;  // (L*H + 1,) index of the first texel at or after each grid row

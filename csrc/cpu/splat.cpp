@@ -73,10 +73,17 @@ inline void span(float a, float b, int n, int& lo, int& hi) {
   hi = std::min(floor_small(bc), n - 1);
 }
 
-inline float side(float near_, float far_, float shear, bool has_near, bool has_far, float own, const Consts& k) {
-  const float linked = std::min(std::max(k.half_margin * std::max(near_, shear), 0.5f), k.max_extent);
+// One side of a footprint (reference: footprints). code: the link byte on this side (0 none,
+// 1 a link, 2 a step whose first texel is the nearer, 3 one whose second is); first: this
+// texel is the link's first (the side after it). A step's nearer texel takes the
+// silhouette side, its farther one reaches across the gap to the nearer one's box.
+inline float side(float near_, float far_, float shear, uint8_t code, bool first, bool has_far, float own,
+                  const Consts& k) {
+  const bool nearer = code == (first ? 2 : 3), farther = code == (first ? 3 : 2);
+  const float reach = farther ? 2.0f * k.half_margin * near_ - 0.5f : k.half_margin * std::max(near_, shear);
+  const float linked = std::min(std::max(reach, 0.5f), k.max_extent);
   const float silhouette = std::min(has_far ? 0.5f * far_ : own, k.max_extent);
-  return has_near ? linked : silhouette;
+  return code != 0 && !nearer ? linked : silhouette;
 }
 
 // The tent weight of the pixel at integer coordinate p (center p + 0.5) for a footprint
@@ -154,10 +161,10 @@ P3D_HOT void footprint_row(int xa, int xb, const float* __restrict U0, const flo
     const float shear_u = std::max(has_t ? std::fabs(u - ut) : 0.0f, has_b ? std::fabs(ub - u) : 0.0f);
     const float shear_v = std::max(has_l ? std::fabs(v - vl) : 0.0f, has_r ? std::fabs(vr - v) : 0.0f);
     const float own = own_scale * S1[x] / (z < kk.z_near ? kk.z_near : z);
-    oleft[x] = side(du_l, du_r, shear_u, has_l, has_r, own, kk);
-    oright[x] = side(du_r, du_l, shear_u, has_r, has_l, own, kk);
-    oup[x] = side(dv_t, dv_b, shear_v, has_t, has_b, own, kk);
-    odown[x] = side(dv_b, dv_t, shear_v, has_b, has_t, own, kk);
+    oleft[x] = side(du_l, du_r, shear_u, lx[x], false, has_r, own, kk);
+    oright[x] = side(du_r, du_l, shear_u, lx[x + 1], true, has_l, own, kk);
+    oup[x] = side(dv_t, dv_b, shear_v, lt[x], false, has_b, own, kk);
+    odown[x] = side(dv_b, dv_t, shear_v, lb[x], true, has_t, own, kk);
     ou[x] = u;
     ov[x] = v;
   }

@@ -26,7 +26,11 @@ The conditioning, in disparity (what parallax is linear in), for a cut threshold
 2. Smooth within surfaces: the guided filter of the disparity with itself as the guide
    (edge-preserving: windows whose variance is well below ``edge``^2 are averaged, windows
    holding a jump of more than ``edge`` are kept as they are), ``SMOOTH_PASSES`` times;
-   then one more snap for the pixels it moved.
+   then one more snap for the pixels it moved. Only a map with noise to remove is smoothed
+   (``noise_level`` at least ``CLEAN_NOISE``): an exact map (a 3D renderer's, the quality
+   benchmark's ray-cast depth) has steps below the edge threshold that are real, a pole
+   standing on a floor, and smoothing turns them into ramps whose texels smear the
+   foreground over the background (measured: bench/RESULTS.md, issue 19).
 3. Flying pixels left over (``join_foreground``): a pixel more than ``edge`` from both the
    nearest and the farthest disparity of its 3x3 window still lies between two surfaces
    (hair and fur fringes, blurred silhouettes, where the colours themselves are mixed and
@@ -57,6 +61,9 @@ SNAP_PASSES = 2
 SNAP_RADIUS = 3
 #: An edge shorter than this share of the image diagonal (pixels, at least 8) is noise.
 MIN_EDGE_SHARE = 0.03
+#: A map whose ``noise_level`` is below this is exact and is not smoothed. Measured: ray-cast
+#: depth 0 to 0.0004 at 320x240 to 1280x960; cue depth of real photos 0.004 to 0.017.
+CLEAN_NOISE = 0.0015
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -137,6 +144,20 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: to
     return (a * x + b)[0, 0] + centre
 
 
+def noise_level(disp: torch.Tensor, edge: float) -> float:
+    """How noisy a (H, W) disparity map is for the edge threshold ``edge``: the mean absolute
+    difference between each inner pixel and the median of its 3x3 window, over the pixels
+    where it is below ``edge`` (edges left out), in units of ``edge``. A plane, however
+    slanted, and a smooth curved surface give about 0; an estimator's texture noise does not.
+    """
+    if disp.shape[0] < 3 or disp.shape[1] < 3:
+        return 0.0
+    windows = F.unfold(disp[None, None].float(), 3)[0]  # (9, (H-2)*(W-2))
+    residual = (windows[4] - windows.median(0).values).abs()
+    inner = residual[residual < edge]
+    return float(inner.mean()) / edge if inner.numel() else 0.0
+
+
 def join_foreground(disp: torch.Tensor, edge: float) -> torch.Tensor:
     """Step 3 of the module doc: (H, W) disparity with each flying pixel (more than ``edge``
     from both extremes of its 3x3 window) set to its window's largest disparity."""
@@ -146,14 +167,15 @@ def join_foreground(disp: torch.Tensor, edge: float) -> torch.Tensor:
 
 
 def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radius: int | None = None,
-                        kernels: str = "auto") -> torch.Tensor:
+                        kernels: str = "auto", smooth: bool | None = None) -> torch.Tensor:
     """Condition a disparity map for an LDI whose cut threshold is ``edge`` (module doc).
 
     rgb: (H, W, 3) uint8 or float sRGB in [0, 1]; disp: (H, W) float disparity (1 / z-depth);
     edge: the LDI's edge_disparity; radius: smoothing window half-size in pixels (None:
     0.4% of the longer side, at least 2); kernels: the implementation of the op ``snap``
-    (``ops.backends.select``: "auto", "torch", "cpp", ...). Returns (H, W) float32
-    disparity on disp's device, within disp's range.
+    (``ops.backends.select``: "auto", "torch", "cpp", ...); smooth: run step 2 (None: when
+    ``noise_level`` is at least ``CLEAN_NOISE``). Returns (H, W) float32 disparity on disp's
+    device, within disp's range.
     """
     d = disp.float()
     if not (edge > 0) or d.numel() == 0 or not bool(torch.isfinite(torch.as_tensor(edge))):
@@ -172,10 +194,11 @@ def condition_disparity(rgb: torch.Tensor, disp: torch.Tensor, edge: float, radi
     # the few pixels the smoothing moved.
     for _ in range(SNAP_PASSES):
         out = snap.snap_to_color_edges(img, out, edge, SNAP_RADIUS)
-    h, w = d.shape
-    keep = long_edges(out, edge, max(8, round(MIN_EDGE_SHARE * (h * h + w * w) ** 0.5)))
-    for _ in range(SMOOTH_PASSES):
-        out = smooth_within_surfaces(out, radius, eps, keep, edge, subsample)
-    out = snap.snap_to_color_edges(img, out, edge, SNAP_RADIUS)
+    if smooth if smooth is not None else noise_level(d, edge) >= CLEAN_NOISE:
+        h, w = d.shape
+        keep = long_edges(out, edge, max(8, round(MIN_EDGE_SHARE * (h * h + w * w) ** 0.5)))
+        for _ in range(SMOOTH_PASSES):
+            out = smooth_within_surfaces(out, radius, eps, keep, edge, subsample)
+        out = snap.snap_to_color_edges(img, out, edge, SNAP_RADIUS)
     out = join_foreground(out, edge)
     return out.clamp(float(d.min()), float(d.max()))

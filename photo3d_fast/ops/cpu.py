@@ -95,7 +95,7 @@ __all__ = [
 ]
 
 #: The C interface version (csrc/cpu/photo3d_cpu.h P3D_ABI); a library with another is rebuilt.
-ABI = 1
+ABI = 2
 #: Where the sources are in a checkout or an editable install (setup.py compiles the same).
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "csrc" / "cpu"
 #: Compiler flags (setup.py uses the same, tests/test_cpu_backend.py checks it): no fused

@@ -9,7 +9,11 @@ One frame, for camera-to-world pose T = [R | t] and output intrinsics K':
    at most ``MAX_HALF_EXTENT``). Neighbours come from the layer's surface grid, so slanted
    floors and zoom stretch footprints exactly as much as they need and the image has no
    cracks when the camera moves forward; a side across a depth edge reaches only half the
-   texel's own size, so silhouettes neither stretch nor fatten.
+   texel's own size, so silhouettes neither stretch nor fatten. Between linked neighbours
+   that differ by a step (more than the LDI's ``step_disparity``, set for exact depth maps
+   only), the nearer texel's side is such a silhouette side and the farther texel's reaches
+   across the gap to it: the gap a small step opens shows the background stretched, not
+   the foreground (a pole standing on a floor, a subject close to a wall).
 3. z-buffer: each (pixel, texel) pair writes key = (float bits of z) << 32 | texel id and
    the pixel keeps the minimum. For positive floats the bit pattern orders like the
    value, so the integer minimum is the nearest texel, ties broken by lower id: a
@@ -64,6 +68,9 @@ class SurfaceGrid:
     points: (L, H, W, 3) float32 world points of each layer's surface (LDI.surfaces);
     link_x: (L, H, W-1) bool, texel (y, x) and (y, x+1) on one surface;
     link_y: (L, H-1, W) bool, texel (y, x) and (y+1, x) on one surface;
+    step_x, step_y: int8, shaped as the links: +1 where the link is a step (a disparity
+    difference above the LDI's ``step_disparity``) whose first texel ((y, x)) is the nearer,
+    -1 where its second is, 0 elsewhere;
     texels: (N,) int64 flat indices into L*H*W of the LDI's valid texels (the texel ids);
     colors: (N, 3) float32 their colors;
     edge_disparity: the LDI's disparity jump between surfaces; focal: the LDI's fx.
@@ -72,6 +79,8 @@ class SurfaceGrid:
     points: torch.Tensor
     link_x: torch.Tensor
     link_y: torch.Tensor
+    step_x: torch.Tensor
+    step_y: torch.Tensor
     texels: torch.Tensor
     colors: torch.Tensor
     edge_disparity: float
@@ -79,9 +88,14 @@ class SurfaceGrid:
 
     @cached_property
     def links_u8(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(link_x, link_y) as contiguous uint8, as the Triton and CUDA kernels read them:
-        converted once per LDI, not once per frame."""
-        return self.link_x.to(torch.uint8).contiguous(), self.link_y.to(torch.uint8).contiguous()
+        """(link_x, link_y) as contiguous uint8 codes, as the C++, Triton and CUDA kernels
+        read them (converted once per LDI, not once per frame): 0 no link, 1 a link, 2 a step
+        whose first texel is the nearer, 3 a step whose second texel is."""
+
+        def code(link: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+            return (link.to(torch.uint8) + (step == 1).to(torch.uint8) + 2 * (step == -1).to(torch.uint8)).contiguous()
+
+        return code(self.link_x, self.step_x), code(self.link_y, self.step_y)
 
 
 def pixel_rays(K: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -102,11 +116,16 @@ def prepare(ldi: LDI) -> SurfaceGrid:
     depth, _ = ldi.surfaces()
     points = depth[..., None] * pixel_rays(ldi.K, ldi.size, ldi.device)
     disp = 1.0 / depth
-    link_x = (disp[:, :, :-1] - disp[:, :, 1:]).abs() <= ldi.edge_disparity
-    link_y = (disp[:, :-1, :] - disp[:, 1:, :]).abs() <= ldi.edge_disparity
+    links = []
+    for d in (disp[:, :, :-1] - disp[:, :, 1:], disp[:, :-1, :] - disp[:, 1:, :]):
+        link = d.abs() <= ldi.edge_disparity
+        step = ldi.step_disparity
+        links += [link, ((d > step).to(torch.int8) - (d < -step).to(torch.int8)) * link]
+    (link_x, step_x), (link_y, step_y) = links[:2], links[2:]
     texels = torch.nonzero(ldi.valid.flatten()).squeeze(1)
     colors = ldi.color.reshape(-1, 3)[texels]
-    return SurfaceGrid(points, link_x, link_y, texels, colors, ldi.edge_disparity, float(ldi.K[0, 0]))
+    return SurfaceGrid(points, link_x, link_y, step_x, step_y, texels, colors, ldi.edge_disparity,
+                       float(ldi.K[0, 0]))
 
 
 def cameras(c2ws: torch.Tensor, Ks: torch.Tensor) -> torch.Tensor:
@@ -134,7 +153,9 @@ def footprints(grid: SurfaceGrid, u: torch.Tensor, v: torch.Tensor, z: torch.Ten
     reaches halfway to it, times FOOTPRINT_MARGIN, with the neighbours along the other
     axis adding their shear; a side without one (a silhouette) reaches exactly half the
     texel's own projected size, taken from the opposite neighbour or, for an isolated
-    texel, from the local magnification, so silhouettes are not fattened.
+    texel, from the local magnification, so silhouettes are not fattened. Across a step
+    (``SurfaceGrid.step_x``/``step_y``) the nearer texel's side is a silhouette side and the
+    farther texel's reaches FOOTPRINT_MARGIN times the spacing less half a pixel.
     focal: the output's fx, for that magnification.
     """
     zero = u.new_zeros(())
@@ -154,10 +175,17 @@ def footprints(grid: SurfaceGrid, u: torch.Tensor, v: torch.Tensor, z: torch.Ten
         before, after, has_before, has_after = pair(coord.diff(dim=along), link_along, along)
         sb, sa, _, _ = pair(coord.diff(dim=across), link_across, across)
         shear = torch.maximum(sb, sa)
-        for near, far, has_near, has_far in ((before, after, has_before, has_after), (after, before, has_after, has_before)):
-            linked = (0.5 * FOOTPRINT_MARGIN * torch.maximum(near, shear)).clamp(0.5, MAX_HALF_EXTENT)
+        # A texel is the second texel of the link before it and the first of the link after.
+        step = grid.step_x if along == 2 else grid.step_y
+        step_before, step_after = F.pad(step, _pad(along, after=False)), F.pad(step, _pad(along, after=True))
+        for near, far, has_near, has_far, nearer, farther in (
+                (before, after, has_before, has_after, step_before == -1, step_before == 1),
+                (after, before, has_after, has_before, step_after == 1, step_after == -1)):
+            # a step's farther texel reaches across the gap to the nearer texel's box
+            linked = torch.where(farther, FOOTPRINT_MARGIN * near - 0.5,
+                                 0.5 * FOOTPRINT_MARGIN * torch.maximum(near, shear))
             silhouette = torch.where(has_far, 0.5 * far, own).clamp(max=MAX_HALF_EXTENT)
-            out.append(torch.where(has_near, linked, silhouette))
+            out.append(torch.where(has_near & ~nearer, linked.clamp(0.5, MAX_HALF_EXTENT), silhouette))
     return tuple(out)
 
 

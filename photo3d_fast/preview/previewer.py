@@ -16,6 +16,7 @@ depth by method name only.
 from __future__ import annotations
 
 import io
+import math
 import re
 import tempfile
 import threading
@@ -225,6 +226,8 @@ class Previewer:
             "photo_height": ph,
             "photo_K": np.asarray(sc.prepared.K, float).tolist(),
             "edge_disparity": sc.ldi.edge_disparity,
+            # JSON has no infinity: null where the LDI has no steps
+            "step_disparity": sc.ldi.step_disparity if math.isfinite(sc.ldi.step_disparity) else None,
             "disparity_min": sc.disparity_range[0],
             "disparity_max": sc.disparity_range[1],
             "near": sc.near,

@@ -9,7 +9,9 @@ from the path's motion so that a gap of about one pixel could open between them.
 
 Construction. First the depth map is conditioned for the edge threshold
 (``depth/condition.py``: smoothed within surfaces, its edges snapped onto the photo's), so
-that its noise does not cut surfaces. Then for each back layer k = 1 .. L-1, from the
+that its noise does not cut surfaces. An exact map (no noise: a renderer's depth, the
+quality benchmark's) is not smoothed, and its steps below the edge threshold are real: the
+LDI's ``step_disparity`` tells the renderer to stretch their farther side only. Then for each back layer k = 1 .. L-1, from the
 surface S seen so far (the photo for k = 1):
 
 1-2. Discontinuities and growth: the op ``grow`` (``ops/grow.py``, its Triton twin
@@ -37,7 +39,7 @@ import numpy as np
 import torch
 
 from ..depth.backends import EngineOptions
-from ..depth.condition import condition_disparity
+from ..depth.condition import CLEAN_NOISE, condition_disparity, noise_level
 from ..inpaint import fill_behind
 from ..ops.backends import select
 
@@ -48,19 +50,26 @@ from ..ops.backends import select
 EDGE_GAP_PX = 3.0
 #: Without a known motion, edges are disparity jumps above this share of the disparity range.
 DEFAULT_EDGE_SHARE = 0.03
+#: In an exact depth map, linked neighbours whose disparities differ by more than this share
+#: of the edge threshold are a step (``LDI.step_disparity``): 0.2 of a 3 px gap is 0.6 px.
+STEP_SHARE = 0.2
 
 
 @dataclass
 class LDI:
     """color: (L, H, W, 3) float32 sRGB/255; depth: (L, H, W) float32 z-depth (0 where not
     valid); valid: (L, H, W) bool, layer 0 all True; K: (3, 3) float64 intrinsics of the grid.
-    All tensors on one device."""
+    All tensors on one device. edge_disparity: the disparity jump between two surfaces;
+    step_disparity: the jump above which neighbours on one surface are a step, whose nearer
+    side the renderer does not stretch (ops/splat.py); inf (no steps) unless the depth map
+    was exact, since in an estimated map which side of a small step is in front is noise."""
 
     color: torch.Tensor
     depth: torch.Tensor
     valid: torch.Tensor
     K: np.ndarray
     edge_disparity: float
+    step_disparity: float = math.inf
 
     @property
     def layers(self) -> int:
@@ -151,8 +160,9 @@ def build_ldi(
     if edge_disparity is None:
         span = float(1.0 / z.min() - 1.0 / z.max())
         edge_disparity = DEFAULT_EDGE_SHARE * span if span > 0 else float("inf")
+    exact = noise_level(1.0 / z, edge_disparity) < CLEAN_NOISE
     if clean_depth:
-        z = 1.0 / condition_disparity(color, 1.0 / z, edge_disparity, kernels=kernels)
+        z = 1.0 / condition_disparity(color, 1.0 / z, edge_disparity, kernels=kernels, smooth=not exact)
 
     colors = [color]
     depths = [z]
@@ -179,4 +189,5 @@ def build_ldi(
         surf_c = torch.where(m[..., None], c, surf_c)
         surf_z = torch.where(m, d, surf_z)
         allowed = m
-    return LDI(torch.stack(colors), torch.stack(depths), torch.stack(valids), np.asarray(K, np.float64), float(edge_disparity))
+    return LDI(torch.stack(colors), torch.stack(depths), torch.stack(valids), np.asarray(K, np.float64),
+               float(edge_disparity), STEP_SHARE * float(edge_disparity) if exact else math.inf)

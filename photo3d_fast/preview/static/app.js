@@ -184,7 +184,10 @@ function currentCamera(now) {
 //    on its projection, reaching halfway to its projected 4-neighbours on the same surface
 //    (neighbours whose disparities differ by at most the LDI's edge_disparity, on the
 //    layer's surface: ldi.LDI.surfaces), times the footprint margin, clamped; across a
-//    depth edge half the texel's own size (ops.splat.footprints);
+//    depth edge half the texel's own size; across a step (neighbours on one surface whose
+//    disparities differ by more than the LDI's step_disparity) the nearer texel's side is
+//    such a silhouette side and the farther one reaches across the gap
+//    (ops.splat.footprints);
 // 2. pass 1 keeps the nearest texel of each pixel in a depth buffer linear in disparity;
 // 3. pass 2 adds up tent-weighted colours of the texels within resolve_share * edge of it;
 // 4. resolve: colour = sum / weight; a silhouette pixel (a neighbour behind it by more than
@@ -207,6 +210,7 @@ uniform vec4 uK;           // fx, fy, cx, cy of the canvas (pixels)
 uniform vec2 uSize;        // canvas width, height (pixels)
 uniform float uGuard;      // the splat target's border around the canvas (pixels)
 uniform float uEdge;       // the LDI's edge_disparity
+uniform float uStep;       // the LDI's step_disparity (1e30 where it has none)
 uniform float uFocalRatio; // canvas fx / LDI fx
 uniform float uDscale;     // depth value = 1 - disparity / uDscale
 uniform float uBias;       // pass 2: resolve_share * edge / uDscale nearer
@@ -224,8 +228,11 @@ vec3 project(ivec2 p, float d) { // u, v (OpenCV pixels) and camera z of texel p
   float iz = 1.0 / max(c.z, uZNear);
   return vec3(uK.x * c.x * iz + uK.z, uK.y * c.y * iz + uK.w, c.z);
 }
-float side(bool hasNear, float near, bool hasFar, float far, float shear, float own) {
-  return hasNear ? clamp(0.5 * uFootprint * max(near, shear), 0.5, uMaxHalf) : min(hasFar ? 0.5 * far : own, uMaxHalf);
+// dn: the neighbour's disparity minus this texel's (a step: the neighbour is nearer when > 0)
+float side(bool hasNear, float near, float dn, bool hasFar, float far, float shear, float own) {
+  if (hasNear && dn > uStep) return clamp(uFootprint * near - 0.5, 0.5, uMaxHalf);
+  return hasNear && dn >= -uStep ? clamp(0.5 * uFootprint * max(near, shear), 0.5, uMaxHalf)
+                                 : min(hasFar ? 0.5 * far : own, uMaxHalf);
 }
 void main() {
   int n = uGrid.x * uGrid.y;
@@ -236,18 +243,19 @@ void main() {
   vec3 c = project(p, d);
   bool hl = false, hr = false, hu = false, hd = false;
   vec3 l = c, r = c, u = c, w = c;
-  float e;
-  if (p.x > 0) { e = disp(p + ivec2(-1, 0), k); hl = abs(e - d) <= uEdge; if (hl) l = project(p + ivec2(-1, 0), e); }
-  if (p.x < uGrid.x - 1) { e = disp(p + ivec2(1, 0), k); hr = abs(e - d) <= uEdge; if (hr) r = project(p + ivec2(1, 0), e); }
-  if (p.y > 0) { e = disp(p + ivec2(0, -1), k); hu = abs(e - d) <= uEdge; if (hu) u = project(p + ivec2(0, -1), e); }
-  if (p.y < uGrid.y - 1) { e = disp(p + ivec2(0, 1), k); hd = abs(e - d) <= uEdge; if (hd) w = project(p + ivec2(0, 1), e); }
+  vec4 e = vec4(d);  // the left, right, up and down neighbours' disparities
+  if (p.x > 0) { e.x = disp(p + ivec2(-1, 0), k); hl = abs(e.x - d) <= uEdge; if (hl) l = project(p + ivec2(-1, 0), e.x); }
+  if (p.x < uGrid.x - 1) { e.y = disp(p + ivec2(1, 0), k); hr = abs(e.y - d) <= uEdge; if (hr) r = project(p + ivec2(1, 0), e.y); }
+  if (p.y > 0) { e.z = disp(p + ivec2(0, -1), k); hu = abs(e.z - d) <= uEdge; if (hu) u = project(p + ivec2(0, -1), e.z); }
+  if (p.y < uGrid.y - 1) { e.w = disp(p + ivec2(0, 1), k); hd = abs(e.w - d) <= uEdge; if (hd) w = project(p + ivec2(0, 1), e.w); }
+  vec4 dn = e - d;
   float own = 0.5 * uFocalRatio * (1.0 / d) / max(c.z, uZNear);
   float bx = hl ? abs(c.x - l.x) : 0.0, ax = hr ? abs(r.x - c.x) : 0.0;
   float sx = max(hu ? abs(c.x - u.x) : 0.0, hd ? abs(w.x - c.x) : 0.0);
   float by = hu ? abs(c.y - u.y) : 0.0, ay = hd ? abs(w.y - c.y) : 0.0;
   float sy = max(hl ? abs(c.y - l.y) : 0.0, hr ? abs(r.y - c.y) : 0.0);
-  vSides = vec4(side(hl, bx, hr, ax, sx, own), side(hr, ax, hl, bx, sx, own),
-                side(hu, by, hd, ay, sy, own), side(hd, ay, hu, by, sy, own));
+  vSides = vec4(side(hl, bx, dn.x, hr, ax, sx, own), side(hr, ax, dn.y, hl, bx, sx, own),
+                side(hu, by, dn.z, hd, ay, sy, own), side(hd, ay, dn.w, hu, by, sy, own));
   vColor = texelFetch(uColor, ivec3(p, k), 0).rgb;
   vCenter = c.xy;
   if (c.z <= uZNear) { gl_Position = vec4(2.0, 2.0, 2.0, 1.0); gl_PointSize = 1.0; return; } // dropped, as the renderer drops it
@@ -374,7 +382,7 @@ class GLView {
     this.accFormat = full && gl.getExtension("EXT_float_blend") ? gl.RGBA32F : gl.RGBA16F;
     this.resFormat = full ? gl.RGBA32F : gl.RGBA16F;
     this.splat = this.program(SPLAT_VS, SPLAT_FS, ["uDisp", "uColor", "uGrid", "uKinvGrid", "uW2C", "uK", "uSize",
-      "uGuard", "uEdge", "uFocalRatio", "uDscale", "uBias", "uFootprint", "uMaxHalf", "uZNear", "uPoints"]);
+      "uGuard", "uEdge", "uStep", "uFocalRatio", "uDscale", "uBias", "uFootprint", "uMaxHalf", "uZNear", "uPoints"]);
     this.resolve = this.program(FULL_VS, RESOLVE_FS, ["uAcc", "uDepth", "uGuard", "uDscale", "uEdge", "uCoverageFull", "uZ"]);
     this.copy = this.program(FULL_VS, COPY_FS, ["uRes", "uZ"]);
     this.fill = this.program(FULL_VS, FILL_FS, ["uRes", "uPre", "uFarPower", "uZ"]);
@@ -493,6 +501,7 @@ class GLView {
     gl.uniform2f(sp.u.uSize, cv.width, cv.height);
     gl.uniform1f(sp.u.uGuard, guard);
     gl.uniform1f(sp.u.uEdge, scene.edge_disparity);
+    gl.uniform1f(sp.u.uStep, scene.step_disparity ?? 1e30);
     gl.uniform1f(sp.u.uFocalRatio, Kc[0][0] / scene.K[0][0]);
     gl.uniform1f(sp.u.uDscale, dscale);
     gl.uniform1f(sp.u.uFootprint, R.footprint_margin);
@@ -691,7 +700,10 @@ async function loadScene() {
     const scene = await (await api(`/api/scene?${sceneQuery()}`)).json();
     if (view) await loadLayers(view, scene);
     state.scene = scene;
-    preview.scene = { inpaint: scene.inpaint, clean_depth: scene.clean_depth, width: scene.width, height: scene.height };
+    preview.scene = { inpaint: scene.inpaint, clean_depth: scene.clean_depth, width: scene.width, height: scene.height,
+                      step_disparity: scene.step_disparity };
+    // the tests draw an estimated map's LDI as an exact one's to check the steps' footprints
+    if (params.get("measure") === "1") preview.setStep = (v) => { scene.step_disparity = v; };
     await loadPoses();
     if (!preview.error) status(`${scene.width}x${scene.height} LDI, ${scene.layers} layers; ${scene.notes}`);
     preview.ready = true;
