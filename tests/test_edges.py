@@ -2,7 +2,7 @@
 layers, and the silhouette blend of the splat's epilogue (reference and Triton twin).
 
 | conditioning | photo3d_fast/depth/condition.py (condition_disparity) |
-| back-layer fill | photo3d_fast/inpaint/__init__.py (fill_behind, background_sources for the learned models) |
+| back-layer fill | photo3d_fast/inpaint/__init__.py (fill_behind, background_sources), inpaint/exemplar.py |
 | silhouettes | photo3d_fast/ops/splat.py antialias_silhouettes; kernels/splat.py antialias_silhouettes |
 
 Scenes are small synthetic images whose right answer is known: a noisy slanted plane, a
@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from photo3d_fast.depth.condition import condition_disparity, join_foreground, window_max
+from photo3d_fast.depth.condition import CLEAN_NOISE, condition_disparity, join_foreground, noise_level, window_max
 from photo3d_fast.inpaint import background_sources, fill_behind
+from photo3d_fast.inpaint.exemplar import exemplar_fill
+from photo3d_fast.ops.fill import fill_from_background
 from photo3d_fast.ops import splat as ref
 from photo3d_fast.ops.grow import discontinuities
-from photo3d_fast.scene.ldi import build_ldi
+from photo3d_fast.scene.ldi import build_ldi, ldi_params_for_motion
 from photo3d_fast.synthetic import make_scene, reference_camera
 
 from helpers import backend_devices, implementation
@@ -175,6 +177,74 @@ def test_fill_behind_continues_the_background_never_the_foreground():
     ys, xs = band.nonzero(as_tuple=True)
     want = torch.linspace(0.1, 0.9, color.shape[1])[xs]
     assert float((filled[:, 2] - want).abs().mean()) < 0.08
+
+
+def _texture(h: int, w: int) -> torch.Tensor:
+    """(H, W, 3) a soft checker of period 9 x 7 px, slanted: a background that repeats."""
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    a = torch.sin(2 * np.pi * (x + 0.5 * y) / 9.0) * torch.sin(2 * np.pi * y / 7.0)
+    return torch.stack([0.5 + 0.4 * a, 0.4 + 0.1 * a, 0.3 - 0.2 * a], -1)
+
+
+def test_exemplar_fill_continues_a_repeating_background():
+    """Behind a foreground square on a repeating texture the classic fill copies the
+    texture along its own period: close to the true background, where the far-side fill
+    (its fallback) only streaks the band's border across it."""
+    h, w = 72, 96
+    truth = _texture(h, w)
+    disp = torch.full((h, w), 0.2)
+    square = torch.zeros(h, w, dtype=torch.bool)
+    square[20:52, 30:62] = True
+    color = truth.clone()
+    color[square] = torch.tensor([1.0, 0.0, 0.0])
+    disp[square] = 1.0
+    band = _band(square, 8)
+    out, _ = fill_behind(color, disp, band, 0.1)
+    far_side = fill_from_background(color.permute(2, 0, 1), ~band, 1.0 / disp).permute(1, 2, 0)
+    err = float((out[band] - truth[band]).abs().mean())
+    err_far = float((far_side[band] - truth[band]).abs().mean())
+    assert err < 0.02 and err < 0.25 * err_far, (err, err_far)
+
+
+def test_exemplar_fill_copies_only_the_pixels_own_surface():
+    """Two known surfaces, grey levels at disparity 0.2 and pure green at 0.6: the pixels
+    whose target disparity is 0.2 take grey (or their fallback), never the green."""
+    h, w = 40, 60
+    image = np.zeros((h, w, 3), np.float32)
+    image[..., 0] = image[..., 1] = image[..., 2] = np.linspace(0.2, 0.8, w)[None]
+    disp = np.full((h, w), 0.2, np.float32)
+    image[:, 40:] = (0.0, 1.0, 0.0)
+    disp[:, 40:] = 0.6
+    fill = np.zeros((h, w), bool)
+    fill[10:30, 20:40] = True
+    image[fill] = (0.5, 0.5, 0.5)  # the fallback
+    disp[fill] = 0.2
+    out = exemplar_fill(image, fill, ~fill, disp, 0.1)
+    got = out[fill]
+    assert np.abs(got[:, 0] - got[:, 1]).max() < 1e-6  # grey, never green
+    assert not np.array_equal(got, image[fill])  # and copied, not left as the fallback
+
+
+def test_noise_level_tells_an_exact_map_from_an_estimated_one():
+    """A slanted plane and a ray-cast scene's depth read as exact (not smoothed, their small
+    steps kept); the same with a little noise, or a real photo's cue depth, do not."""
+    h, w = 48, 64
+    plane = 0.3 + 0.004 * torch.arange(w, dtype=torch.float32)[None].expand(h, w)
+    assert noise_level(plane, EDGE) < CLEAN_NOISE
+    size = (320, 240)  # the thin poles at the edge threshold of the quality benchmark's circle
+    K = reference_camera(size)
+    _, depth, _ = make_scene(0, "thin").render(np.eye(4), K, size)
+    _, edge = ldi_params_for_motion(K, depth, 0.05 * float(np.percentile(depth, 1.0)), size)
+    assert noise_level(torch.from_numpy(1.0 / depth).float(), edge) < CLEAN_NOISE
+    noisy = plane + 0.05 * EDGE * torch.randn(h, w, generator=torch.Generator().manual_seed(0))
+    assert noise_level(noisy, EDGE) > 3 * CLEAN_NOISE
+    from photo3d_fast.depth import estimate_disparity
+    from photo3d_fast.io import load_image
+    from photo3d_fast.pipeline import SAMPLE_IMAGE
+
+    cue, _ = estimate_disparity(load_image(SAMPLE_IMAGE).rgb, "cues")
+    cue = torch.as_tensor(cue).float()
+    assert noise_level(cue, 0.03 * float(cue.max() - cue.min())) > 2 * CLEAN_NOISE
 
 
 def test_fill_behind_rejects_an_unknown_method():

@@ -64,6 +64,8 @@ MIN_EDGE_SHARE = 0.03
 #: A map whose ``noise_level`` is below this is exact and is not smoothed. Measured: ray-cast
 #: depth 0 to 0.0004 at 320x240 to 1280x960; cue depth of real photos 0.004 to 0.017.
 CLEAN_NOISE = 0.0015
+#: Residuals of noise_level at least this share of the edge threshold are steps, not noise.
+NOISE_SHARE = 0.25
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -131,7 +133,6 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: to
         # the pole into it. A window that holds only short fragments of jumps is noise, and
         # the self-guided filter would keep exactly those jumps (its variance is large):
         # it takes the plain window mean (a = 0), which spreads a fragment's step out.
-        k = 2 * r + 1
         held = keep[None, None].float()
         held = F.max_pool2d(held, subsample, ceil_mode=True) if subsample > 1 else held
         spread = (window_max(lo[0, 0], r) + window_max(-lo[0, 0], r))[None, None]
@@ -147,14 +148,16 @@ def smooth_within_surfaces(disp: torch.Tensor, radius: int, eps: float, keep: to
 def noise_level(disp: torch.Tensor, edge: float) -> float:
     """How noisy a (H, W) disparity map is for the edge threshold ``edge``: the mean absolute
     difference between each inner pixel and the median of its 3x3 window, over the pixels
-    where it is below ``edge`` (edges left out), in units of ``edge``. A plane, however
+    where it is below ``NOISE_SHARE * edge`` (steps left out), in units of ``edge``. A plane, however
     slanted, and a smooth curved surface give about 0; an estimator's texture noise does not.
     """
     if disp.shape[0] < 3 or disp.shape[1] < 3:
         return 0.0
     windows = F.unfold(disp[None, None].float(), 3)[0]  # (9, (H-2)*(W-2))
     residual = (windows[4] - windows.median(0).values).abs()
-    inner = residual[residual < edge]
+    # steps of a quarter of the edge and more are geometry (a pole's side, a floor's
+    # contact), not noise; noise is what is left
+    inner = residual[residual < NOISE_SHARE * edge]
     return float(inner.mean()) / edge if inner.numel() else 0.0
 
 

@@ -1,14 +1,18 @@
 """Inpainting of what the photo's foreground hides: the LDI's back layers, in colour.
 
 ``fill_behind`` colours a back layer's band from the background around it, never from the
-foreground in front of it: "classic" is the far-side fill of ``ops/fill.py`` (each band pixel
-takes the nearest pixels along its row and column, the farther surface winning; no weights),
-a learned model (``learned.py``: LaMa, MI-GAN through ``engines/``) gets the foreground
-masked out first (``background_sources``) and fills from context.
+foreground in front of it (``background_sources`` masks the foreground out first):
+"classic" (no weights) is the exemplar fill of ``exemplar.py``, the background's texture
+copied along the translations it repeats along, over the far-side fill of ``ops/fill.py``
+(each band pixel takes the nearest pixels along its row and column, the farther surface
+winning) where no copy fits; a learned model (``learned.py``: LaMa, MI-GAN through
+``engines/``) fills from context.
 
 Measured (bench/RESULTS.md, issue 19): on the ray-cast scenes Telea's fast-marching fill
-(OpenCV) was 1.9 dB worse in disoccluded pixels than the far-side fill, and on real photos it
-left more isolated outliers, so the far-side fill is the classic method.
+(OpenCV), Navier-Stokes and a harmonic fill were 1 to 2 dB worse in disoccluded pixels than
+the far-side fill alone; the exemplar fill is better than it. The rim of mixed colour
+around the band is filled on the way into it, but only a learned model's fill replaces the
+photo's pixels there.
 """
 
 from __future__ import annotations
@@ -21,10 +25,15 @@ import torch
 from ..depth.backends import EngineOptions
 from ..engines.weights import resolve_auto
 from ..ops.fill import fill_from_background
+from .exemplar import exemplar_fill
 from .learned import INPAINT_MODELS, inpaint_learned
 
 #: Context (pixels) beyond the band's reach that a learned model sees around it.
 CONTEXT_PX = 4
+#: A pixel the classic fill copies lies on the band's surface: its disparity within this
+#: share of the edge threshold of the band's. The edge threshold itself let the wall above a
+#: floor's horizon be copied into the floor behind a pole (bench/RESULTS.md, issue 19).
+SURFACE_SHARE = 0.1
 #: Known pixels this close to a band are left out of its sources: the photo's silhouette
 #: pixels mix foreground and background colour (anti-aliasing, blur), and fed into the
 #: band they draw a faint copy of the foreground's outline behind it.
@@ -73,28 +82,35 @@ def resolve_inpaint(method: str, engine: EngineOptions = EngineOptions(), quiet:
 
 
 def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edge: float,
-                method: str = "classic", engine: EngineOptions | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                method: str = "classic", engine: EngineOptions | None = None, fallback: torch.Tensor | None = None,
+                hole_disp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The colour of a back layer's band, continued from the background around it.
 
     color: (H, W, 3) float sRGB/255 and disp: (H, W) float disparity of the surface the
     layer is grown behind (the photo for the first back layer); hole: (H, W) bool, the
-    band; edge: the LDI's disparity edge threshold; method: "classic" (far-side fill) or a learned
-    model of ``INPAINT_MODELS``, run as ``engine`` says. Returns the filled colour (H, W, 3)
-    float32 on color's device (the band and the background's mixed rim filled, ``color``
-    elsewhere) and the rim (H, W) bool (``background_sources``), whose filled colour is the
-    background without the foreground mixed in. Only the bounding box of the band (plus the
-    band's width) is processed, on the CPU (a learned model on engine's device).
+    band; edge: the LDI's disparity edge threshold; method: "classic" (the exemplar fill)
+    or a learned model of ``INPAINT_MODELS``, run as ``engine`` says. For "classic":
+    fallback, (H, W, 3) the band's far-side fill where the op ``grow`` already made it
+    (None: made here), and hole_disp, (H, W) the layer's disparity in the band (None: the
+    far side's, continued as the far-side fill continues colour), which a copied source
+    must lie within ``edge`` of. Returns the filled colour
+    (H, W, 3) float32 on color's device (the band and the background's mixed rim filled,
+    ``color`` elsewhere) and the rim (H, W) bool (``background_sources``), whose filled
+    colour is the background without the foreground mixed in. Only the bounding box of the
+    band (plus its reach) is processed, on the CPU (a learned model on engine's device).
     """
     import cv2
 
     out = color.float().clone()
     if not bool(hole.any()):
         return out, torch.zeros_like(hole)
-    if method == "classic":
-        filled = fill_from_background(out.permute(2, 0, 1), ~hole, 1.0 / disp.float()).permute(1, 2, 0)
-        return filled, torch.zeros_like(hole)
-    if method not in INPAINT_MODELS:
+    if method != "classic" and method not in INPAINT_MODELS:
         raise ValueError(f"unknown inpainting method {method!r}; resolve 'auto' with resolve_inpaint first")
+    if method == "classic" and (fallback is None or hole_disp is None):
+        # the background's colour and disparity continued into the band, from its far side
+        far = fill_from_background(torch.cat([out.permute(2, 0, 1), disp.float()[None]]), ~hole, 1.0 / disp.float())
+        fallback = far[:3].permute(1, 2, 0) if fallback is None else fallback
+        hole_disp = far[3] if hole_disp is None else hole_disp
     hole_np = hole.cpu().numpy()
     # The foreground is kept out to twice the band's half-width plus the context: then
     # its own boundary is always farther from a band pixel than the background is.
@@ -105,13 +121,24 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     pad = reach + CONTEXT_PX + 1
     crop = (slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
             slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)))
-    sources, rim_np = background_sources(disp[crop].float().cpu().numpy(), hole_np[crop], edge, reach)
-    img8 = (out[crop].cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
-    # --weights names the depth model's file; an inpainting model comes from the cache
-    filled = inpaint_learned(img8, ~sources, method, replace(engine or EngineOptions(), weights=None))
+    disp_np = disp[crop].float().cpu().numpy()
+    sources, rim_np = background_sources(disp_np, hole_np[crop], edge, reach)
+    if method == "classic":
+        image = torch.where(hole[..., None], fallback.float(), out)[crop].cpu().numpy()
+        target = disp_np if hole_disp is None else np.where(hole_np[crop], hole_disp[crop].float().cpu().numpy(), disp_np)
+        filled = exemplar_fill(image, hole_np[crop] | rim_np, sources, target, SURFACE_SHARE * edge)
+        # The rim is filled as the way into the band, but the photo keeps its own pixels
+        # there: each copied on its own, they were isolated outliers in the moving frames
+        # (2-layer clips of real photos scored worse than 1-layer ones, bench/RESULTS.md).
+        rim_np = np.zeros_like(rim_np)
+    else:
+        img8 = (out[crop].cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+        # --weights names the depth model's file; an inpainting model comes from the cache
+        filled = inpaint_learned(img8, ~sources, method, replace(engine or EngineOptions(), weights=None))
+        filled = filled.astype(np.float32) / 255.0
     write = torch.from_numpy(hole_np[crop] | rim_np).to(out.device)
     region = out[crop]
-    region[write] = torch.from_numpy(filled.astype(np.float32) / 255.0).to(out.device)[write]
+    region[write] = torch.from_numpy(filled).to(out.device)[write]
     rim = torch.zeros_like(hole)
     rim[crop] = torch.from_numpy(rim_np).to(hole.device)
     return out, rim

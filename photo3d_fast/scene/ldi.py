@@ -172,13 +172,10 @@ def build_ldi(
     _, impl = select("grow", kernels, dev)
     for _ in range(1, layers):
         grown, d, m = impl.grow_back_layer(surf_c, surf_z, band, edge_disparity, allowed)
-        if inpaint == "classic":
-            # the op already coloured its band with the far-side fill, which is the classic method
-            c = filled = grown
-            rim = torch.zeros_like(m)
-        else:
-            filled, rim = fill_behind(surf_c, 1.0 / surf_z, m, edge_disparity, inpaint, engine)
-            c = filled * m[..., None]
+        # the op coloured its band with the far-side fill: the classic method's fallback
+        filled, rim = fill_behind(surf_c, 1.0 / surf_z, m, edge_disparity, inpaint, engine, fallback=grown,
+                                  hole_disp=torch.where(m, 1.0 / d, 0.0))
+        c = filled * m[..., None]
         if len(colors) == 1:
             # the photo's background pixels next to a silhouette, decontaminated
             colors[0] = torch.where(rim[..., None], filled, colors[0])
