@@ -18,10 +18,10 @@ surface S seen so far (the photo for k = 1):
    ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground:
    where the layer is and how deep.
    Colour: the band is inpainted from the background around it, never from the
-   foreground in front of it (``inpaint.fill_behind``: the far-side fill, or a learned model);
-   with the first back layer, the photo's background pixels that touch a silhouette take
-   the fill's colour too, so the foreground's colour mixed into them does not float
-   beside the foreground as a dotted fringe.
+   foreground in front of it (``inpaint.fill_behind``: the exemplar fill, or a learned model);
+   with the first back layer and a learned model, the photo's background pixels that
+   touch a silhouette take the fill's colour too, so the foreground's colour mixed into
+   them does not float beside the foreground as a dotted fringe.
 3. Nesting: layer k may only grow inside layer k-1's band (a pixel needs a (k-1)-th layer
    before it can have a k-th), so extra layers peel nested occlusions (a pole in front of
    a box in front of a wall) instead of extending the same band.
