@@ -93,10 +93,10 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     fallback, (H, W, 3) the band's far-side fill where the op ``grow`` already made it
     (None: made here), and hole_disp, (H, W) the layer's disparity in the band (None: the
     far side's, continued as the far-side fill continues colour), which a copied source
-    must lie within ``edge`` of. Returns the filled colour
-    (H, W, 3) float32 on color's device (the band and the background's mixed rim filled,
-    ``color`` elsewhere) and the rim (H, W) bool (``background_sources``), whose filled
-    colour is the background without the foreground mixed in. Only the bounding box of the
+    must lie within ``edge`` of. Returns the filled colour (H, W, 3) float32 on color's
+    device (the band filled, and for a learned model the background's mixed rim too;
+    ``color`` elsewhere) and that rim (H, W) bool (``background_sources``; none for
+    "classic"), whose filled colour is the background without the foreground mixed in. Only the bounding box of the
     band (plus its reach) is processed, on the CPU (a learned model on engine's device).
     """
     import cv2
@@ -125,7 +125,7 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     sources, rim_np = background_sources(disp_np, hole_np[crop], edge, reach)
     if method == "classic":
         image = torch.where(hole[..., None], fallback.float(), out)[crop].cpu().numpy()
-        target = disp_np if hole_disp is None else np.where(hole_np[crop], hole_disp[crop].float().cpu().numpy(), disp_np)
+        target = np.where(hole_np[crop], hole_disp[crop].float().cpu().numpy(), disp_np)
         filled = exemplar_fill(image, hole_np[crop] | rim_np, sources, target, SURFACE_SHARE * edge)
         # The rim is filled as the way into the band, but the photo keeps its own pixels
         # there: each copied on its own, they were isolated outliers in the moving frames

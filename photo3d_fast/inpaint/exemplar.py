@@ -138,7 +138,7 @@ def exemplar_fill(image: np.ndarray, fill: np.ndarray, known: np.ndarray, disp: 
     grid = np.arange(-half, half + 1, -(-(2 * half + 1) // WINDOW))
     wy, wx = (g.ravel() for g in np.meshgrid(grid, grid, indexing="ij"))
     # onion peel: one pass per ring of distance from the known pixels, nearest first
-    level = cv2.distanceTransform((~have).astype(np.uint8), cv2.DIST_L2, 3)
+    level = depth_of_hole[y0:y1, x0:x1]  # the crop holds every fill pixel's nearest known one
     ty, tx = np.nonzero(todo)
     order = np.argsort(level[ty, tx], kind="stable")
     ty, tx = ty[order], tx[order]

@@ -11,8 +11,8 @@ Construction. First the depth map is conditioned for the edge threshold
 (``depth/condition.py``: smoothed within surfaces, its edges snapped onto the photo's), so
 that its noise does not cut surfaces. An exact map (no noise: a renderer's depth, the
 quality benchmark's) is not smoothed, and its steps below the edge threshold are real: the
-LDI's ``step_disparity`` tells the renderer to stretch their farther side only. Then for each back layer k = 1 .. L-1, from the
-surface S seen so far (the photo for k = 1):
+LDI's ``step_disparity`` tells the renderer to stretch their farther side only. Then for
+each back layer k = 1 .. L-1, from the surface S seen so far (the photo for k = 1):
 
 1-2. Discontinuities and growth: the op ``grow`` (``ops/grow.py``, its Triton twin
    ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground:
