@@ -18,7 +18,7 @@ import torch
 
 from photo3d_fast.depth.condition import CLEAN_NOISE, condition_disparity, join_foreground, noise_level, window_max
 from photo3d_fast.inpaint import background_sources, fill_behind
-from photo3d_fast.inpaint.exemplar import exemplar_fill
+from photo3d_fast.inpaint.exemplar import despeckle, exemplar_fill
 from photo3d_fast.ops.fill import fill_from_background
 from photo3d_fast.ops import splat as ref
 from photo3d_fast.ops.grow import discontinuities
@@ -223,6 +223,37 @@ def test_exemplar_fill_copies_only_the_pixels_own_surface():
     got = out[fill]
     assert np.abs(got[:, 0] - got[:, 1]).max() < 1e-6  # grey, never green
     assert not np.array_equal(got, image[fill])  # and copied, not left as the fallback
+
+
+def test_exemplar_fill_keeps_its_fallback_where_no_copy_matches():
+    """On a background that never repeats (white noise) no copy's neighbourhood matches the
+    pixel's within MAX_MISMATCH: the band keeps its fallback rather than pieces of noise."""
+    h, w = 48, 64
+    rng = np.random.default_rng(0)
+    image = np.repeat(rng.random((h, w, 1), dtype=np.float32), 3, -1)
+    disp = np.full((h, w), 0.2, np.float32)
+    fill = np.zeros((h, w), bool)
+    fill[14:34, 20:44] = True
+    image[fill] = 0.5  # the fallback: smooth, so no specks for the last step to remove
+    out = exemplar_fill(image, fill, ~fill, disp, 0.1)
+    assert np.array_equal(out[fill], image[fill])
+
+
+def test_despeckle_removes_lone_pixels_the_fill_wrote_only():
+    """A dark dot in a smooth grey area takes its neighbours' grey where the fill wrote it;
+    a dot the fill did not write, and a checkerboard (no smooth neighbourhood), stay."""
+    img = np.full((20, 30, 3), 0.6, np.float32)
+    img[5, 5] = img[5, 25] = 0.1
+    img[12:18, 12:18] = np.where((np.indices((6, 6)).sum(0) % 2)[..., None] == 1, 0.9, 0.2)
+    written = np.zeros((20, 30), bool)
+    written[:, :20] = True
+    before = img.copy()
+    despeckle(img, written)
+    assert np.allclose(img[5, 5], 0.6)
+    assert np.allclose(img[5, 25], 0.1)
+    assert np.array_equal(img[12:18, 12:18], before[12:18, 12:18])
+    changed = np.argwhere((img != before).any(-1))
+    assert changed.tolist() == [[5, 5]]
 
 
 def test_noise_level_tells_an_exact_map_from_an_estimated_one():

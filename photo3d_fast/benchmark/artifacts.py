@@ -6,9 +6,9 @@ For each photo: cue depth (or --depth), the path (--path circle --amount 1.5 by 
 rendered at the photo's own size, so no resampling enters the scores, with 1 and 2 LDI
 layers. Per frame, on luma Y (BT.709, sRGB / 255):
 
-- outliers: the share of *isolated outlier pixels*: a pixel whose 8 neighbours agree
-  (the spread of the 8 values with the lowest and highest dropped is under SMOOTH) while
-  the pixel lies more than OUTLIER from their median. Dotted halos, speckle of another
+- outliers: the share of *isolated outlier pixels* (``outliers.py``): a pixel whose 8
+  neighbours agree (the spread of the 8 values with the lowest and highest dropped is
+  under SMOOTH) while the pixel lies more than OUTLIER from their median. Dotted halos, speckle of another
   layer and torn slivers are made of such pixels; real texture rarely is. ``ratio`` is
   the moving frames' mean share over the rest frame's (the same renderer at the photo's
   viewpoint and the clip's zoom): what the motion adds.
@@ -40,36 +40,12 @@ from PIL import Image
 
 from ..config import ClipOptions
 from ..io import Photo, load_image
+from ..outliers import OUTLIER, SMOOTH, luma, outlier_map
 from ..pipeline import SAMPLE_IMAGE, engine_options, plan_clip, prepare_photo
 from ..render import Renderer
 from ..scene.ldi import build_ldi, ldi_params_for_motion
 
-#: A neighbourhood is smooth when its 8 values (lowest and highest dropped) span less than this.
-SMOOTH = 0.12
-#: A pixel is an outlier when it lies this far (luma) from its smooth neighbourhood's median.
-OUTLIER = 0.12
-
 PHOTOS = ("coffee", "astronaut", "chelsea", "rocket", "rocket-night")
-
-
-def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """(..., H, W, 3) uint8 or float in [0, 1] -> (..., H, W) float32 BT.709 luma."""
-    x = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
-    return x[..., 0] * 0.2126 + x[..., 1] * 0.7152 + x[..., 2] * 0.0722
-
-
-def _neighbours(y: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) -> (N, 8, H-2, W-2): the 8 neighbours of each interior pixel."""
-    patches = F.unfold(y[:, None], 3).reshape(y.shape[0], 9, y.shape[1] - 2, y.shape[2] - 2)
-    return torch.cat([patches[:, :4], patches[:, 5:]], 1)
-
-
-def outlier_map(y: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) luma -> (N, H-2, W-2) bool isolated outliers (module doc)."""
-    nb = _neighbours(y).sort(1).values
-    spread = nb[:, 6] - nb[:, 1]
-    median = 0.5 * (nb[:, 3] + nb[:, 4])
-    return (spread < SMOOTH) & ((y[:, 1:-1, 1:-1] - median).abs() > OUTLIER)
 
 
 def gradient(y: torch.Tensor) -> torch.Tensor:

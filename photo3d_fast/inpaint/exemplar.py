@@ -8,14 +8,18 @@ one of those translations, the one whose copy agrees best with what is already t
 
 1. Offsets: ``SAMPLES`` patches of the known background near the hole are each matched
    (OpenCV's ``matchTemplate``, sum of squared differences) against the known pixels within
-   reach; the ``OFFSETS`` most frequent best-match translations are kept. On a regular
-   texture they are its lattice vectors; on a smooth gradient, short moves along it.
+   reach, matches overlapping the patch excepted; the ``OFFSETS`` most frequent best-match
+   translations are kept. On a regular texture they are its lattice vectors; on a smooth
+   gradient, moves of about a patch along it.
 2. Onion peel: pixels are filled from the known region inwards, one ring per pass. Each
    pixel of the ring takes the colour at p + o for the offset o whose source is known (or
    already filled), lies on the pixel's own surface (its disparity within ``edge`` of the
    layer's, so the foreground is never copied), and whose neighbourhood (the middle third
-   of a patch) best matches the pixel's filled neighbourhood. A pixel no offset can serve keeps the
-   far-side fill it had (``ops/fill.py``).
+   of a patch) best matches the pixel's filled neighbourhood, if it matches within
+   ``MAX_MISMATCH``. A pixel no offset can serve keeps the far-side fill it had
+   (``ops/fill.py``).
+3. Specks: a written pixel left as an isolated outlier (``outliers.py``) takes its median
+   neighbour's colour.
 
 Patches scale with the image (``PATCH_SHARE`` of its longer side), the offset search runs on
 an image shrunk so that a patch is ``SEARCH_PATCH`` pixels, and everything is bounded by the
@@ -41,10 +45,13 @@ SAMPLES = 200
 #: How far offsets are searched, in depths of the hole.
 REACH = 4
 OFFSETS = 8
-#: Matches closer than this (pixels, at search scale) are the patch itself.
-MIN_OFFSET = 4
 #: Samples per side, at most, of the neighbourhood compared when choosing an offset.
 WINDOW = 7
+#: A copy is taken only when its neighbourhood matches the pixel's this well: mean squared
+#: colour difference per compared sample, summed over RGB (0.005: about 0.04 RMS a channel).
+#: Worse matches, on irregular texture, put foreign pieces into the band; the far-side fill
+#: stays there instead (bench/RESULTS.md, issue 19).
+MAX_MISMATCH = 0.005
 
 
 def patch_size(shape: tuple[int, int]) -> int:
@@ -92,7 +99,9 @@ def find_offsets(image: np.ndarray, known: np.ndarray, near: np.ndarray, patch: 
         x0, x1 = max(0, cx - reach - r), min(w, cx + reach + r + 1)
         score = cv2.matchTemplate(target[y0:y1, x0:x1], img[cy - r:cy + r + 1, cx - r:cx + r + 1], cv2.TM_SQDIFF)
         oy, ox = cy - r - y0, cx - r - x0  # the patch's own position in score
-        score[max(0, oy - MIN_OFFSET + 1):oy + MIN_OFFSET, max(0, ox - MIN_OFFSET + 1):ox + MIN_OFFSET] = np.inf
+        # A match overlapping the patch is the patch itself or its smooth surroundings, not
+        # a repetition: such short offsets chain copies of one pixel through the band in dots.
+        score[max(0, oy - p + 1):oy + p, max(0, ox - p + 1):ox + p] = np.inf
         by, bx = np.unravel_index(int(np.argmin(score)), score.shape)
         if np.isfinite(score[by, bx]):
             key = (int(by) - oy, int(bx) - ox)
@@ -154,12 +163,42 @@ def exemplar_fill(image: np.ndarray, fill: np.ndarray, known: np.ndarray, disp: 
         qy, qx = np.clip(sy[..., None] + wy, 0, H - 1), np.clip(sx[..., None] + wx, 0, W - 1)
         both = have[py, px][:, None, :] & have[qy, qx]
         diff = ((img[py, px][:, None] - img[qy, qx]) ** 2).sum(-1) * both
-        cost = np.where(ok, diff.sum(-1) / np.maximum(both.sum(-1), 1), np.inf)
+        cost = diff.sum(-1) / np.maximum(both.sum(-1), 1)
+        cost = np.where(ok & (cost <= MAX_MISMATCH), cost, np.inf)
         best = np.argmin(cost, 1)
         served = np.isfinite(cost[np.arange(len(fy)), best])
         pick = best[served]
         img[fy[served], fx[served]] = img[sy[served, pick], sx[served, pick]]
         # the ring is done: the unserved keep their fallback, and all are sources from now on
         have[fy, fx] = True
+    despeckle(img, fill[y0:y1, x0:x1])
     out[y0:y1, x0:x1] = img
     return out
+
+
+def despeckle(img: np.ndarray, written: np.ndarray, passes: int = 2) -> None:
+    """Give the isolated outliers (``outliers.py``) among the ``written`` pixels the colour of
+    their median neighbour, in place.
+
+    img: (H, W, 3) float32 in [0, 1]; written: (H, W) bool, the pixels the fill wrote. A copy
+    can put a lone pixel of an edge into a smooth area: a speck in the back layer that shows
+    as one once the foreground uncovers it (bench/RESULTS.md, issue 19).
+    """
+    import torch
+
+    from ..outliers import isolated_outliers, luma
+
+    h, w = written.shape
+    ys, xs = np.nonzero(written[1:-1, 1:-1])
+    ys, xs = ys + 1, xs + 1  # the interior pixels written: only they can be judged
+    dy, dx = (a.ravel() for a in np.indices((3, 3)) - 1)
+    dy, dx = np.delete(dy, 4), np.delete(dx, 4)  # the 8 neighbours
+    for _ in range(passes):
+        y = luma(torch.from_numpy(img[ys, xs])).numpy()
+        nb = luma(torch.from_numpy(img[ys[:, None] + dy, xs[:, None] + dx])).numpy()  # (N, 8)
+        bad = isolated_outliers(torch.from_numpy(y), torch.from_numpy(nb)).numpy()
+        if not bad.any():
+            return
+        k = np.argsort(nb[bad], 1, kind="stable")[:, 3]  # the lower median
+        by, bx = ys[bad], xs[bad]
+        img[by, bx] = img[by + dy[k], bx + dx[k]]
