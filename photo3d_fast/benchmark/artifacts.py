@@ -120,7 +120,7 @@ def zoomed_photo(rgb: np.ndarray, zoom: float) -> torch.Tensor:
     h, w = rgb.shape[:2]
     ch, cw = h / zoom, w / zoom
     box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-    return torch.from_numpy(np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.LANCZOS, box=box)))
+    return torch.from_numpy(np.array(Image.fromarray(rgb).resize((w, h), Image.Resampling.LANCZOS, box=box)))
 
 
 def score(photo_rgb: np.ndarray, frames: torch.Tensor, rest: torch.Tensor, zoom: float) -> dict:
