@@ -174,7 +174,7 @@ def nearest_covered(covered: torch.Tensor, *, out: torch.Tensor | None = None) -
     (columns), top and bottom (rows), itself included; -1 where there is none.
 
     covered: (H, W) bool, or (F, H, W) for F frames, giving (4, F, H, W). Matches
-    ``ops.fill._nearest_covered`` for (dim, forward) = (1, False), (1, True), (0, False),
+    ``ops.fill.nearest_covered`` for (dim, forward) = (1, False), (1, True), (0, False),
     (0, True) on each frame. ``out``: optional int32 tensor of the result's shape to write.
     """
     if covered.dim() not in (2, 3) or covered.dtype != torch.bool:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from photo3d_fast.depth.condition import CLEAN_NOISE, condition_disparity, join_foreground, noise_level, window_max
-from photo3d_fast.inpaint import background_sources, fill_behind
+from photo3d_fast.inpaint import background_sources, fill_behind, surface_fill
 from photo3d_fast.inpaint.exemplar import despeckle, exemplar_fill
 from photo3d_fast.ops.fill import fill_from_background
 from photo3d_fast.ops import splat as ref
@@ -223,6 +223,28 @@ def test_exemplar_fill_copies_only_the_pixels_own_surface():
     got = out[fill]
     assert np.abs(got[:, 0] - got[:, 1]).max() < 1e-6  # grey, never green
     assert not np.array_equal(got, image[fill])  # and copied, not left as the fallback
+
+
+def test_surface_fill_takes_the_floor_beside_a_pole_not_the_wall_above_it():
+    """A pole standing on a floor in front of a wall: below the horizon the band's surface
+    is the floor, which lies beside the pole in each row; the far-side fill (the farther
+    side wins) paints the wall down the pole's whole length instead."""
+    h, w = 60, 40
+    horizon = 30
+    disp = torch.full((h, w), 0.2)  # the wall
+    rows = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    disp = torch.where(rows >= horizon, 0.2 + 0.01 * (rows - horizon), disp)  # the floor, nearer below
+    color = torch.zeros(h, w, 3)
+    color[:horizon] = torch.tensor([0.8, 0.2, 0.8])
+    color[horizon:] = torch.tensor([0.9, 0.8, 0.2])
+    band = torch.zeros(h, w, dtype=torch.bool)
+    band[5:, 18:23] = True  # behind the pole, down to the image's bottom edge
+    same, served = surface_fill(color, disp, band, disp, 0.05)
+    floor = band & (rows >= horizon + 6)  # farther from the wall than the tolerance
+    assert bool(served[floor].all())
+    assert torch.allclose(same[floor], torch.tensor([0.9, 0.8, 0.2]))
+    far = fill_from_background(color.permute(2, 0, 1), ~band, 1.0 / disp).permute(1, 2, 0)
+    assert float((far[floor] - torch.tensor([0.9, 0.8, 0.2])).abs().max()) > 0.3  # what it replaces
 
 
 def test_exemplar_fill_keeps_its_fallback_where_no_copy_matches():

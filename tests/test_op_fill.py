@@ -127,13 +127,13 @@ def _check(fill, values, covered, depth):
 @pytest.mark.parametrize("density", DENSITIES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("backend, device", FAST)
-def test_nearest_covered_matches_reference(backend, device, shape, density):
+def testnearest_covered_matches_reference(backend, device, shape, density):
     fill = implementation("fill", backend, device)
     _, covered, _ = _inputs(shape, density, seed=shape[0] * 1000 + shape[1] + 7, device=device)
     out = torch.full((4, *shape), -7, dtype=torch.int32, device=device)
     idx = fill.nearest_covered(covered, out=out)
     for k, (dim, forward) in enumerate(SIDES):
-        torch.testing.assert_close(idx[k].long(), ref._nearest_covered(covered, dim, forward), rtol=0, atol=0)
+        torch.testing.assert_close(idx[k].long(), ref.nearest_covered(covered, dim, forward), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("density", DENSITIES)
@@ -166,7 +166,7 @@ def test_push_pull_fallback(backend, device):
     covered[2:5, 3:7] = torch.rand(3, 4, generator=torch.Generator().manual_seed(1)) < 0.7
     covered[2, 3] = True
     covered = covered.to(device)
-    has = torch.stack([ref._nearest_covered(covered, d, f) >= 0 for d, f in SIDES]).any(0)
+    has = torch.stack([ref.nearest_covered(covered, d, f) >= 0 for d, f in SIDES]).any(0)
     assert (~has).sum() > 100  # the fallback is exercised
     expected = _check(fill, values, covered, depth)
     # without out=, as the renderer will call it
@@ -192,7 +192,7 @@ def _batch(shape, densities, seed, device="cpu"):
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 1), (17, 33), (40, 300)])
 @pytest.mark.parametrize("backend, device", FAST)
-def test_batched_nearest_covered_matches_per_frame(backend, device, shape):
+def test_batchednearest_covered_matches_per_frame(backend, device, shape):
     """Frames of a batch are independent: no scan carries from one frame into the next."""
     fill = implementation("fill", backend, device)
     _, covered, _ = _batch(shape, DENSITIES, seed=5, device=device)
@@ -200,7 +200,7 @@ def test_batched_nearest_covered_matches_per_frame(backend, device, shape):
     idx = fill.nearest_covered(covered, out=out)
     for f in range(len(DENSITIES)):
         for k, (dim, forward) in enumerate(SIDES):
-            torch.testing.assert_close(idx[k, f].long(), ref._nearest_covered(covered[f], dim, forward),
+            torch.testing.assert_close(idx[k, f].long(), ref.nearest_covered(covered[f], dim, forward),
                                        rtol=0, atol=0)
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..depth.backends import EngineOptions
 from ..engines.weights import resolve_auto
-from ..ops.fill import fill_from_background
+from ..ops.fill import fill_from_background, nearest_covered
 from .exemplar import exemplar_fill
 from .learned import INPAINT_MODELS, inpaint_learned
 
@@ -71,6 +71,42 @@ def background_sources(disp: np.ndarray, hole: np.ndarray, edge: float, reach: i
     return ~ring & ~hole & ~(near & front), ring & ~front
 
 
+def surface_fill(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, hole_disp: torch.Tensor,
+                 tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each band pixel's colour from the nearest pixels outside the band along its row and
+    column that lie on its own surface.
+
+    color: (H, W, 3) float; disp: (H, W) float disparity; hole: (H, W) bool, the band;
+    hole_disp: (H, W) float, the band's disparity (the layer's); tol: how far a pixel's
+    disparity may lie from the band pixel's to count as its surface. Of the four nearest
+    pixels outside the band (left, right, up, down) those on the surface are averaged,
+    weighted by 1 / distance. Returns the colours (H, W, 3) and (H, W) bool, the band
+    pixels that had such a pixel. Behind a pole standing on a floor the far-side fill
+    (``fill_from_background``: the farther side wins) paints the wall above the horizon
+    down the pole's whole length; the pole's own depth is the floor's there, and the floor
+    lies beside it in the same row.
+    """
+    h, w = hole.shape
+    covered = ~hole
+    rows = torch.arange(h, device=hole.device)[:, None].expand(h, w)
+    cols = torch.arange(w, device=hole.device)[None, :].expand(h, w)
+    flat_c, flat_d = color.reshape(-1, 3), disp.reshape(-1)
+    total = torch.zeros(h, w, 3, device=color.device)
+    weight = torch.zeros(h, w, device=color.device)
+    for dim, forward in ((1, False), (1, True), (0, False), (0, True)):
+        j = nearest_covered(covered, dim, forward)
+        ok = j >= 0
+        j = j.clamp_min(0)
+        flat = (rows * w + j if dim == 1 else j * w + cols).reshape(-1)
+        dist = (j - (cols if dim == 1 else rows)).abs().clamp_min(1).float()
+        same = ok & ((flat_d[flat].reshape(h, w) - hole_disp).abs() <= tol)
+        wt = same.float() / dist
+        total += flat_c[flat].reshape(h, w, 3) * wt[..., None]
+        weight += wt
+    served = hole & (weight > 0)
+    return total / weight.clamp_min(1e-12)[..., None], served
+
+
 def resolve_inpaint(method: str, engine: EngineOptions = EngineOptions(), quiet: bool = True) -> str:
     """The method ``--inpaint`` runs: "classic" or a learned model. "auto" is the best
     learned model whose weights are here, else the default one fetched once when downloads
@@ -83,7 +119,7 @@ def resolve_inpaint(method: str, engine: EngineOptions = EngineOptions(), quiet:
 
 def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edge: float,
                 method: str = "classic", engine: EngineOptions | None = None, fallback: torch.Tensor | None = None,
-                hole_disp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                hole_disp: torch.Tensor | None = None, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The colour of a back layer's band, continued from the background around it.
 
     color: (H, W, 3) float sRGB/255 and disp: (H, W) float disparity of the surface the
@@ -93,7 +129,9 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     fallback, (H, W, 3) the band's far-side fill where the op ``grow`` already made it
     (None: made here), and hole_disp, (H, W) the layer's disparity in the band (None: the
     far side's, continued as the far-side fill continues colour), which a copied source
-    must lie within ``edge`` of. Returns the filled colour (H, W, 3) float32 on color's
+    must lie within ``edge`` of; exact, the depth map is exact (``scene.ldi``), so where the
+    far side is another surface than hole_disp's, the band's own surface beside it in its
+    row or column (``surface_fill``) gives the fallback. Returns the filled colour (H, W, 3) float32 on color's
     device (the band filled, and for a learned model the background's mixed rim too;
     ``color`` elsewhere) and that rim (H, W) bool (``background_sources``; none for
     "classic"), whose filled colour is the background without the foreground mixed in. Only the bounding box of the
@@ -106,11 +144,19 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
         return out, torch.zeros_like(hole)
     if method != "classic" and method not in INPAINT_MODELS:
         raise ValueError(f"unknown inpainting method {method!r}; resolve 'auto' with resolve_inpaint first")
-    if method == "classic" and (fallback is None or hole_disp is None):
+    if method == "classic" and (fallback is None or hole_disp is None or exact):
         # the background's colour and disparity continued into the band, from its far side
         far = fill_from_background(torch.cat([out.permute(2, 0, 1), disp.float()[None]]), ~hole, 1.0 / disp.float())
         fallback = far[:3].permute(1, 2, 0) if fallback is None else fallback
         hole_disp = far[3] if hole_disp is None else hole_disp
+        if exact:
+            # Where that far side is another surface than the band's own (the wall above a
+            # floor, behind a pole standing on it), the band's own surface in its row or
+            # column gives the colour instead. Only an exact map says which surface a band
+            # pixel is on: on cue depth this made thin struts' clips worse (bench/RESULTS.md).
+            same, served = surface_fill(out, disp.float(), hole, hole_disp.float(), edge)
+            other = served & ((far[3] - hole_disp.float()).abs() > edge)
+            fallback = torch.where(other[..., None], same, fallback.float())
     hole_np = hole.cpu().numpy()
     # The foreground is kept out to twice the band's half-width plus the context: then
     # its own boundary is always farther from a band pixel than the background is.

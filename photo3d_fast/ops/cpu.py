@@ -521,7 +521,7 @@ def nearest_covered(covered: torch.Tensor, *, out: torch.Tensor | None = None) -
     """(4, H, W) int32: per pixel, the index of the nearest covered pixel to its left, right
     (columns), top and bottom (rows), itself included; -1 where there is none. covered:
     (H, W) bool, or (F, H, W) for F frames, giving (4, F, H, W); ``out``: optional result.
-    Matches ``ops.fill._nearest_covered`` for (dim, forward) = (1, False), (1, True),
+    Matches ``ops.fill.nearest_covered`` for (dim, forward) = (1, False), (1, True),
     (0, False), (0, True)."""
     if covered.dim() not in (2, 3) or covered.dtype != torch.bool or covered.device.type != "cpu":
         raise ValueError(f"covered must be an (H, W) or (F, H, W) bool CPU tensor, got {tuple(covered.shape)} "

@@ -47,7 +47,7 @@ def push_pull(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 FAR_POWER = 8.0
 
 
-def _nearest_covered(covered: torch.Tensor, dim: int, forward: bool) -> torch.Tensor:
+def nearest_covered(covered: torch.Tensor, dim: int, forward: bool) -> torch.Tensor:
     """Index along ``dim`` of the nearest covered pixel before (forward=False) or after
     each pixel, itself included; -1 where there is none. covered: (H, W) bool."""
     n = covered.shape[dim]
@@ -81,7 +81,7 @@ def fill_from_background(values: torch.Tensor, covered: torch.Tensor, depth: tor
     cols = torch.arange(w, device=covered.device)[None, :].expand(h, w)
     cand_z, cand_i, cand_d = [], [], []
     for dim, forward in ((1, False), (1, True), (0, False), (0, True)):
-        j = _nearest_covered(covered, dim, forward)
+        j = nearest_covered(covered, dim, forward)
         ok = j >= 0
         j = j.clamp_min(0)
         flat = rows * w + j if dim == 1 else j * w + cols

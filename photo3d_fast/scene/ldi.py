@@ -174,7 +174,7 @@ def build_ldi(
         grown, d, m = impl.grow_back_layer(surf_c, surf_z, band, edge_disparity, allowed)
         # the op coloured its band with the far-side fill: the classic method's fallback
         filled, rim = fill_behind(surf_c, 1.0 / surf_z, m, edge_disparity, inpaint, engine, fallback=grown,
-                                  hole_disp=torch.where(m, 1.0 / d, 0.0))
+                                  hole_disp=torch.where(m, 1.0 / d, 0.0), exact=exact)
         c = filled * m[..., None]
         if len(colors) == 1:
             # the photo's background pixels next to a silhouette, decontaminated
