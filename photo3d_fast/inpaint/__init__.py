@@ -24,7 +24,7 @@ import torch
 
 from ..depth.backends import EngineOptions
 from ..engines.weights import resolve_auto
-from ..ops.fill import fill_from_background, nearest_covered
+from ..ops.fill import fill_from_background, side_neighbours
 from .exemplar import exemplar_fill
 from .learned import INPAINT_MODELS, inpaint_learned
 
@@ -87,18 +87,11 @@ def surface_fill(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, ho
     lies beside it in the same row.
     """
     h, w = hole.shape
-    covered = ~hole
-    rows = torch.arange(h, device=hole.device)[:, None].expand(h, w)
-    cols = torch.arange(w, device=hole.device)[None, :].expand(h, w)
     flat_c, flat_d = color.reshape(-1, 3), disp.reshape(-1)
     total = torch.zeros(h, w, 3, device=color.device)
     weight = torch.zeros(h, w, device=color.device)
-    for dim, forward in ((1, False), (1, True), (0, False), (0, True)):
-        j = nearest_covered(covered, dim, forward)
-        ok = j >= 0
-        j = j.clamp_min(0)
-        flat = (rows * w + j if dim == 1 else j * w + cols).reshape(-1)
-        dist = (j - (cols if dim == 1 else rows)).abs().clamp_min(1).float()
+    for ok, flat, dist in side_neighbours(~hole):
+        flat = flat.reshape(-1)
         same = ok & ((flat_d[flat].reshape(h, w) - hole_disp).abs() <= tol)
         wt = same.float() / dist
         total += flat_c[flat].reshape(h, w, 3) * wt[..., None]

@@ -97,7 +97,7 @@ def find_offsets(image: np.ndarray, known: np.ndarray, near: np.ndarray, patch: 
         centres = centres[rng.choice(len(centres), SAMPLES, replace=False)]
     # Repetition is matched on luma: the structure is there, and OpenCV matches one channel
     # 5 to 15 times faster than three (bench/RESULTS.md, issue 19).
-    img = np.ascontiguousarray(img @ np.array([0.2126, 0.7152, 0.0722], np.float32))
+    img = luma(torch.from_numpy(np.ascontiguousarray(img))).numpy()
     # Unknown pixels get a value no patch can match, so no match overlaps them.
     target = np.where(kn, img, np.float32(1e3)).astype(np.float32)
     votes: dict[tuple[int, int], int] = {}
@@ -185,9 +185,8 @@ def exemplar_fill(image: np.ndarray, fill: np.ndarray, known: np.ndarray, disp: 
         flat[pix[served]] = flat[src[served, best[served]]]
         # the ring is done: the unserved keep their fallback, and all are sources from now on
         known_p[pix] = True
-    img[:] = flat.reshape(H + 2 * half, Wp, 3)[half:-half, half:-half]
-    despeckle(img, fill[y0:y1, x0:x1])
-    out[y0:y1, x0:x1] = img
+    img[:] = flat.reshape(H + 2 * half, Wp, 3)[half:-half, half:-half]  # img is out's crop
+    despeckle(img, todo)
     return out
 
 

@@ -61,6 +61,25 @@ def nearest_covered(covered: torch.Tensor, dim: int, forward: bool) -> torch.Ten
     return torch.where(last >= 0, n - 1 - last, -1)
 
 
+def side_neighbours(covered: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The nearest covered pixel to the left, right, top and bottom of each pixel (itself
+    when covered). covered: (H, W) bool. Returns per side (ok, flat, dist), each (H, W):
+    whether there is one, its flat index into H * W (any where there is none), and its
+    distance in pixels (at least 1)."""
+    h, w = covered.shape
+    rows = torch.arange(h, device=covered.device)[:, None].expand(h, w)
+    cols = torch.arange(w, device=covered.device)[None, :].expand(h, w)
+    sides = []
+    for dim, forward in ((1, False), (1, True), (0, False), (0, True)):
+        j = nearest_covered(covered, dim, forward)
+        ok = j >= 0
+        j = j.clamp_min(0)
+        flat = rows * w + j if dim == 1 else j * w + cols
+        dist = (j - (cols if dim == 1 else rows)).abs().clamp_min(1)
+        sides.append((ok, flat, dist))
+    return sides
+
+
 def fill_from_background(values: torch.Tensor, covered: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
     """Fill holes from the farther of the surfaces that border them.
 
@@ -77,15 +96,8 @@ def fill_from_background(values: torch.Tensor, covered: torch.Tensor, depth: tor
     h, w = covered.shape
     flat_v = values.reshape(values.shape[0], -1)
     flat_z = torch.where(covered, depth, 0.0).reshape(-1)
-    rows = torch.arange(h, device=covered.device)[:, None].expand(h, w)
-    cols = torch.arange(w, device=covered.device)[None, :].expand(h, w)
     cand_z, cand_i, cand_d = [], [], []
-    for dim, forward in ((1, False), (1, True), (0, False), (0, True)):
-        j = nearest_covered(covered, dim, forward)
-        ok = j >= 0
-        j = j.clamp_min(0)
-        flat = rows * w + j if dim == 1 else j * w + cols
-        dist = (j - (cols if dim == 1 else rows)).abs().clamp_min(1)
+    for ok, flat, dist in side_neighbours(covered):
         cand_z.append(torch.where(ok, flat_z[flat.reshape(-1)].reshape(h, w), 0.0))
         cand_i.append(flat)
         cand_d.append(dist.to(values.dtype))
