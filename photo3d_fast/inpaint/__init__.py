@@ -6,7 +6,9 @@ foreground in front of it (``background_sources`` masks the foreground out first
 copied along the translations it repeats along, over the far-side fill of ``ops/fill.py``
 (each band pixel takes the nearest pixels along its row and column, the farther surface
 winning) where no copy fits; a learned model (``learned.py``: LaMa, MI-GAN through
-``engines/``) fills from context.
+``engines/``) fills from context. With an exact depth map, ``bridge.py`` gives the band the
+depth and colour of a surface seen on both its sides (the floor on either side of a box),
+and ``surface_fill`` the colour of its own surface beside it.
 
 Measured (bench/RESULTS.md, issue 19): on the ray-cast scenes Telea's fast-marching fill
 (OpenCV), Navier-Stokes and a harmonic fill were 1 to 2 dB worse in disoccluded pixels than
@@ -112,7 +114,8 @@ def resolve_inpaint(method: str, engine: EngineOptions = EngineOptions(), quiet:
 
 def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edge: float,
                 method: str = "classic", engine: EngineOptions | None = None, fallback: torch.Tensor | None = None,
-                hole_disp: torch.Tensor | None = None, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                hole_disp: torch.Tensor | None = None, exact: bool = False,
+                bridged: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The colour of a back layer's band, continued from the background around it.
 
     color: (H, W, 3) float sRGB/255 and disp: (H, W) float disparity of the surface the
@@ -124,7 +127,9 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     far side's, continued as the far-side fill continues colour), which a copied source
     must lie within ``edge`` of; exact, the depth map is exact (``scene.ldi``), so where the
     far side is another surface than hole_disp's, the band's own surface beside it in its
-    row or column (``surface_fill``) gives the fallback. Returns the filled colour (H, W, 3) float32 on color's
+    row or column (``surface_fill``) gives the fallback; bridged, (H, W) bool and (H, W, 3)
+    colour of the band pixels bridged across it with an exact map (``inpaint.bridge``),
+    whose colour is the fallback where the far side is off their surface. Returns the filled colour (H, W, 3) float32 on color's
     device (the band filled, and for a learned model the background's mixed rim too;
     ``color`` elsewhere) and that rim (H, W) bool (``background_sources``; none for
     "classic"), whose filled colour is the background without the foreground mixed in. Only the bounding box of the
@@ -149,6 +154,14 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
             # pixel is on: on cue depth this made thin struts' clips worse (bench/RESULTS.md).
             same, served = surface_fill(out, disp.float(), hole, hole_disp.float(), edge)
             other = served & ((far[3] - hole_disp.float()).abs() > edge)
+            if bridged is not None:
+                # Near a horizon the wall above and the floor below lie within ``edge`` of
+                # each other: a bridged pixel takes its two sides' colour wherever the far
+                # side is off its surface by more than the copies' tolerance.
+                across, across_c = bridged
+                across = across & ((far[3] - hole_disp.float()).abs() > SURFACE_SHARE * edge)
+                other &= ~across
+                fallback = torch.where(across[..., None], across_c, fallback.float())
             fallback = torch.where(other[..., None], same, fallback.float())
     hole_np = hole.cpu().numpy()
     # The foreground is kept out to twice the band's half-width plus the context: then

@@ -16,7 +16,9 @@ each back layer k = 1 .. L-1, from the surface S seen so far (the photo for k = 
 
 1-2. Discontinuities and growth: the op ``grow`` (``ops/grow.py``, its Triton twin
    ``kernels/grow.py``) grows a band behind every depth edge of S into the foreground:
-   where the layer is and how deep.
+   where the layer is and how deep. With an exact map, a surface seen on both sides of the
+   band in a row or column is bridged across it (``inpaint.bridge``): its plane gives the
+   depth there instead of the nearest seed's, and its two sides the colour.
    Colour: the band is inpainted from the background around it, never from the
    foreground in front of it (``inpaint.fill_behind``: the exemplar fill, or a learned model);
    with the first back layer and a learned model, the photo's background pixels that
@@ -41,6 +43,7 @@ import torch
 from ..depth.backends import EngineOptions
 from ..depth.condition import CLEAN_NOISE, condition_disparity, noise_level
 from ..inpaint import fill_behind
+from ..inpaint.bridge import bridge_layer
 from ..ops.backends import select
 
 #: The widest gap (pixels) that may open between neighbours the renderer treats as one
@@ -172,9 +175,16 @@ def build_ldi(
     _, impl = select("grow", kernels, dev)
     for _ in range(1, layers):
         grown, d, m = impl.grow_back_layer(surf_c, surf_z, band, edge_disparity, allowed)
+        bridged = None
+        if exact:
+            # a surface seen on both sides of the band runs on behind it (inpaint.bridge)
+            layer_disp, bridged_c, bridged_m = bridge_layer(surf_c, 1.0 / surf_z, m, torch.where(m, 1.0 / d, 0.0),
+                                                            edge_disparity)
+            d = torch.where(m, 1.0 / layer_disp.clamp_min(1e-12), 0.0)
+            bridged = (bridged_m, bridged_c)
         # the op coloured its band with the far-side fill: the classic method's fallback
         filled, rim = fill_behind(surf_c, 1.0 / surf_z, m, edge_disparity, inpaint, engine, fallback=grown,
-                                  hole_disp=torch.where(m, 1.0 / d, 0.0), exact=exact)
+                                  hole_disp=torch.where(m, 1.0 / d, 0.0), exact=exact, bridged=bridged)
         c = filled * m[..., None]
         if len(colors) == 1:
             # the photo's background pixels next to a silhouette, decontaminated
