@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from photo3d_fast.depth.condition import CLEAN_NOISE, condition_disparity, join_foreground, noise_level, window_max
-from photo3d_fast.inpaint import background_sources, fill_behind, surface_fill
+from photo3d_fast.inpaint import background_sources, band_mean, fill_behind, surface_fill
 from photo3d_fast.inpaint.exemplar import despeckle, exemplar_fill
 from photo3d_fast.ops.fill import fill_from_background
 from photo3d_fast.ops import splat as ref
@@ -245,6 +245,23 @@ def test_surface_fill_takes_the_floor_beside_a_pole_not_the_wall_above_it():
     assert torch.allclose(same[floor], torch.tensor([0.9, 0.8, 0.2]))
     far = fill_from_background(color.permute(2, 0, 1), ~band, 1.0 / disp).permute(1, 2, 0)
     assert float((far[floor] - torch.tensor([0.9, 0.8, 0.2])).abs().max()) > 0.3  # what it replaces
+
+
+def test_band_mean_softens_streaks_inside_the_band_only():
+    """The far-side fill's streaks (one colour per row) lose most of their row-to-row
+    contrast; pixels outside the band neither change nor leak in."""
+    h, w = 20, 20
+    rows = np.arange(h)[:, None, None] * np.ones((1, w, 3))
+    image = np.where(rows % 2 == 0, 0.8, 0.2).astype(np.float32)
+    band = np.zeros((h, w), bool)
+    band[5:15, 5:15] = True
+    image[~band] = 1.0  # bright outside: the band's means must not see it
+    got = band_mean(image, band, 1)
+    assert np.array_equal(got[~band], image[~band])
+    inner = got[6:14, 6:14, 0]
+    assert float(np.abs(np.diff(inner, axis=0)).max()) < 0.25  # 0.6 before
+    assert float(got[band].max()) <= 0.8 + 1e-6
+    assert np.array_equal(band_mean(image, band, 0), image)
 
 
 def test_exemplar_fill_keeps_its_fallback_where_no_copy_matches():
