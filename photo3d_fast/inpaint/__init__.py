@@ -164,23 +164,26 @@ def fill_behind(color: torch.Tensor, disp: torch.Tensor, hole: torch.Tensor, edg
     if method != "classic" and method not in INPAINT_MODELS:
         raise ValueError(f"unknown inpainting method {method!r}; resolve 'auto' with resolve_inpaint first")
     if method == "classic" and (fallback is None or hole_disp is None or exact):
-        # the background's colour and disparity continued into the band, from its far side
-        far = fill_from_background(torch.cat([out.permute(2, 0, 1), disp.float()[None]]), ~hole, 1.0 / disp.float())
-        fallback = far[:3].permute(1, 2, 0) if fallback is None else fallback
-        hole_disp = far[3] if hole_disp is None else hole_disp
+        # the background's disparity (and colour, unless the op grow made it) continued into
+        # the band from its far side; channels are filled independently
+        values = disp.float()[None] if fallback is not None else torch.cat([disp.float()[None], out.permute(2, 0, 1)])
+        far = fill_from_background(values, ~hole, 1.0 / disp.float())
+        far_disp = far[0]
+        fallback = far[1:].permute(1, 2, 0) if fallback is None else fallback
+        hole_disp = far_disp if hole_disp is None else hole_disp
         if exact:
             # Where that far side is another surface than the band's own (the wall above a
             # floor, behind a pole standing on it), the band's own surface in its row or
             # column gives the colour instead. Only an exact map says which surface a band
             # pixel is on: on cue depth this made thin struts' clips worse (bench/RESULTS.md).
             same, served = surface_fill(out, disp.float(), hole, hole_disp.float(), edge)
-            other = served & ((far[3] - hole_disp.float()).abs() > edge)
+            other = served & ((far_disp - hole_disp.float()).abs() > edge)
             if bridged is not None:
                 # Near a horizon the wall above and the floor below lie within ``edge`` of
                 # each other: a bridged pixel takes its two sides' colour wherever the far
                 # side is off its surface by more than the copies' tolerance.
                 across, across_c = bridged
-                across = across & ((far[3] - hole_disp.float()).abs() > SURFACE_SHARE * edge)
+                across = across & ((far_disp - hole_disp.float()).abs() > SURFACE_SHARE * edge)
                 other &= ~across
                 fallback = torch.where(across[..., None], across_c, fallback.float())
             fallback = torch.where(other[..., None], same, fallback.float())

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from ..ops.fill import nearest_covered
+
 #: Pixels skipped outward past an edge before a side's disparity is read: the silhouette's
 #: own pixel on the far side is the one depth conditioning snaps (``depth.condition``).
 SKIP_PX = 1
@@ -60,18 +62,17 @@ def edge_neighbours(disp: torch.Tensor, edge: float, at: torch.Tensor | None = N
     sides = []
     for dim in (1, 0):
         n = disp.shape[dim]
-        idx = torch.arange(n, device=disp.device).view((1, n) if dim == 1 else (n, 1)).expand(h, w)
         jump = (disp.narrow(dim, 1, n - 1) - disp.narrow(dim, 0, n - 1)).abs() > edge
-        # an edge between i - 1 and i: the nearest at or before p is p's left one, far pixel i - 1
-        edge_at = torch.zeros_like(disp, dtype=torch.bool)
-        edge_at.narrow(dim, 1, n - 1).copy_(jump)
-        before = torch.cummax(torch.where(edge_at, idx, -1), dim).values.reshape(-1)[at] - 1
-        # an edge between i and i + 1: the nearest at or after p is p's right one, far pixel i + 1
-        edge_at = torch.zeros_like(disp, dtype=torch.bool)
-        edge_at.narrow(dim, 0, n - 1).copy_(jump)
-        after = torch.cummin(torch.where(edge_at, idx, n).flip(dim), dim).values.flip(dim).reshape(-1)[at] + 1
+        # before p: the nearest pixel i <= p with an edge between i - 1 and i; past it, i - 1
+        ends = torch.zeros_like(disp, dtype=torch.bool)
+        ends.narrow(dim, 1, n - 1).copy_(jump)
+        before = nearest_covered(ends, dim, False).reshape(-1)[at] - 1
+        # after p: the nearest pixel i >= p with an edge between i and i + 1; past it, i + 1
+        ends = torch.zeros_like(disp, dtype=torch.bool)
+        ends.narrow(dim, 0, n - 1).copy_(jump)
+        after = nearest_covered(ends, dim, True).reshape(-1)[at]
         own = x if dim == 1 else y
-        for j, ok in ((before, before >= 0), (after, after <= n - 1)):
+        for j, ok in ((before, before >= 0), (after + 1, after >= 0)):
             j = j.clamp(0, n - 1)
             flat = y * w + j if dim == 1 else j * w + x
             sides.append((ok, flat, (j - own).abs().clamp_min(1)))
